@@ -1,0 +1,72 @@
+// Command rego-injector is a Kubernetes admission webhook that injects sidecars into pods as Rego
+// policy decides, and its offline companion commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `rego-injector: sidecar injection decided by Rego policy.
+
+Usage:
+  rego-injector serve   [flags]           run the mutating and validating webhooks over HTTPS
+  rego-injector inject  -f FILE|- [flags] inject the workloads of a manifest, YAML to stdout
+  rego-injector explain -f FILE|- [flags] say, per workload, whether and why it would be injected
+  rego-injector version                   print the version
+
+Run "rego-injector COMMAND -h" for a command's flags. Every flag can also be set from the
+environment as REGO_INJECTOR_<FLAG>, e.g. REGO_INJECTOR_LISTEN=0.0.0.0:8443.
+`
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run dispatches to a command and turns its error into an exit code: 2 for usage errors, 1 otherwise.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(ctx, args[1:], stderr)
+	case "inject":
+		err = injectCmd(ctx, args[1:], stdin, stdout, stderr)
+	case "explain":
+		err = explainCmd(ctx, args[1:], stdin, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "rego-injector", version)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintln(stderr, err)
+		return 2
+	default:
+		fmt.Fprintln(stderr, "rego-injector:", err)
+		return 1
+	}
+}

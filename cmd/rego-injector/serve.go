@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/rego-injector/rego-injector/engine/cluster"
+	"github.com/rego-injector/rego-injector/engine/injector"
+	"github.com/rego-injector/rego-injector/engine/metrics"
+	"github.com/rego-injector/rego-injector/engine/server"
+)
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:8443", "address to serve HTTPS on")
+	certFile := fs.String("tls-cert-file", "", "serving certificate (PEM); reloaded when it changes. Absent with --tls-key-file: a self-signed certificate for localhost, for local use only")
+	keyFile := fs.String("tls-key-file", "", "serving key (PEM)")
+	certDir := fs.String("self-signed-dir", defaultCertDir(), "where the self-signed CA certificate is written")
+	var bundles listFlag
+	fs.Var(&bundles, "bundle", "bundle directory or .tar.gz file (repeatable; absent: the embedded default bundle)")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig for namespace labels (absent: in-cluster config when running in a pod, else no cluster)")
+	ownNamespace := fs.String("namespace", os.Getenv("POD_NAMESPACE"), "the injector's own namespace, never injected (default $POD_NAMESPACE)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := parse(fs, args, stderr); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	if (*certFile == "") != (*keyFile == "") {
+		return fmt.Errorf("%w: --tls-cert-file and --tls-key-file go together", errUsage)
+	}
+
+	var namespaces cluster.Namespaces = cluster.Static{}
+	cs, err := kubeClient(*kubeconfig)
+	if err != nil {
+		return err
+	}
+	if cs != nil {
+		namespaces = cluster.NewLive(ctx, cs, log)
+	} else {
+		log.Warn("no cluster: namespaces have no labels; give --kubeconfig to read them")
+	}
+
+	m := metrics.New()
+	inj := injector.New(namespaces, injector.WithLogger(log), injector.WithMetrics(m), injector.WithOwnNamespace(*ownNamespace))
+	p, err := loadPolicy(ctx, bundles)
+	if err != nil {
+		return err
+	}
+	if err := inj.Activate(p); err != nil {
+		return err
+	}
+
+	var certs func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	if *certFile != "" {
+		fc, err := server.LoadFileCertificate(*certFile, *keyFile, log)
+		if err != nil {
+			return err
+		}
+		certs = fc.GetCertificate
+	} else {
+		host, _, _ := net.SplitHostPort(*listen)
+		ss, err := server.NewSelfSigned(host)
+		if err != nil {
+			return err
+		}
+		caPath, err := ss.WriteCA(*certDir)
+		if err != nil {
+			return err
+		}
+		log.Warn("serving with a self-signed certificate for localhost, for local use only", "ca", caPath)
+		fmt.Fprintf(stderr, "self-signed CA certificate written to %s (curl --cacert %s ...)\n", caPath, caPath)
+		certs = ss.GetCertificate
+	}
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	return server.Serve(ctx, ln, server.Config{
+		Mutating:     inj.Mutating(),
+		Validating:   inj.Validating(),
+		Metrics:      m,
+		Certificates: certs,
+		Log:          log,
+		Ready: func() (bool, map[string]any) {
+			return inj.Ready(), map[string]any{"revision": inj.Revision(), "namespacesSynced": namespaces.Synced()}
+		},
+	})
+}
+
+func defaultCertDir() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	return filepath.Join(dir, "rego-injector", "self-signed")
+}

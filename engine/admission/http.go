@@ -1,0 +1,123 @@
+package admission
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"runtime/debug"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	admissionv1beta1 "k8s.io/api/admission/v1beta1"
+)
+
+// MaxBodyBytes bounds an AdmissionReview body. The apiserver's own limit on an object is 3 MiB; the
+// review wraps the object and, on UPDATE, its old version.
+const MaxBodyBytes = 7 << 20
+
+// Serve returns an http.Handler that decodes AdmissionReviews, passes each request to h and writes
+// the response in the review's own version. Errors in the HTTP exchange are answered precisely (400
+// malformed, 405 not POST, 413 too large, 415 not JSON); a panic in h becomes an Errored response.
+func Serve(h Handler, log *slog.Logger) http.Handler {
+	return &server{handler: h, log: log}
+}
+
+type server struct {
+	handler Handler
+	log     *slog.Logger
+}
+
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		httpError(w, http.StatusMethodNotAllowed, "admission reviews are POSTed")
+		return
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		httpError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("content type %q: want application/json", r.Header.Get("Content-Type")))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds %d bytes", MaxBodyBytes))
+			return
+		}
+		httpError(w, http.StatusBadRequest, "read body: "+err.Error())
+		return
+	}
+	review, err := Decode(body)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	resp := s.handle(r, review.Request)
+	resp.UID = review.Request.UID
+	out, err := review.encode(resp)
+	if err != nil {
+		s.log.Error("encode admission response", "uid", resp.UID, "err", err)
+		httpError(w, http.StatusInternalServerError, "encode response")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(out)
+}
+
+func (s *server) handle(r *http.Request, req *Request) (resp *Response) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("panic answering admission", "uid", req.UID, "panic", p, "stack", string(debug.Stack()))
+			resp = Errored(http.StatusInternalServerError, fmt.Errorf("internal error: %v", p))
+		}
+	}()
+	resp = s.handler.Handle(r.Context(), req)
+	if resp == nil {
+		resp = Errored(http.StatusInternalServerError, errors.New("internal error: no response"))
+	}
+	return resp
+}
+
+func httpError(w http.ResponseWriter, code int, msg string) {
+	http.Error(w, msg, code)
+}
+
+// Review is a decoded AdmissionReview and the version it came in.
+type Review struct {
+	// APIVersion is admission.k8s.io/v1 or admission.k8s.io/v1beta1.
+	APIVersion string
+	Request    *Request
+}
+
+// Decode parses an AdmissionReview of either version. The two versions share one wire shape.
+func Decode(body []byte) (*Review, error) {
+	var review admissionv1.AdmissionReview
+	if err := json.Unmarshal(body, &review); err != nil {
+		return nil, fmt.Errorf("decode AdmissionReview: %w", err)
+	}
+	switch review.APIVersion {
+	case admissionv1.SchemeGroupVersion.String(), admissionv1beta1.SchemeGroupVersion.String():
+	default:
+		return nil, fmt.Errorf("apiVersion %q: want %s or %s", review.APIVersion, admissionv1.SchemeGroupVersion, admissionv1beta1.SchemeGroupVersion)
+	}
+	if review.Kind != "AdmissionReview" {
+		return nil, fmt.Errorf("kind %q: want AdmissionReview", review.Kind)
+	}
+	if review.Request == nil {
+		return nil, errors.New("AdmissionReview has no request")
+	}
+	if review.Request.UID == "" {
+		return nil, errors.New("AdmissionReview request has no uid")
+	}
+	return &Review{APIVersion: review.APIVersion, Request: review.Request}, nil
+}
+
+func (r *Review) encode(resp *Response) ([]byte, error) {
+	out := admissionv1.AdmissionReview{Response: resp}
+	out.APIVersion = r.APIVersion
+	out.Kind = "AdmissionReview"
+	return json.Marshal(out)
+}

@@ -1,0 +1,151 @@
+package inject
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/strategicpatch"
+
+	"github.com/rego-injector/rego-injector/engine/render"
+)
+
+// Apply merges the rendered partial pod into pod, in place, and writes the status annotation:
+//   - containers are appended after the pod's own; init containers go before the pod's own, so that
+//     the proxy's network setup and a native sidecar start first;
+//   - a container the pod already has under the sidecar's name keeps its own fields over the
+//     template's (a strategic merge, the pod's side winning);
+//   - volumes, image pull secrets, labels and annotations are added where the pod has none of that
+//     name; the pod's own win;
+//   - st lists what was added, so that Strip can take it away again.
+//
+// pod must hold only JSON values (as decoded by encoding/json).
+func Apply(pod map[string]any, partial render.Partial, st Status) error {
+	meta := child(pod, "metadata")
+	spec := child(pod, "spec")
+	pmeta, _ := partial["metadata"].(map[string]any)
+	pspec, _ := partial["spec"].(map[string]any)
+
+	var err error
+	if st.Containers, err = mergeContainers(spec, "containers", list(pspec, "containers"), false); err != nil {
+		return err
+	}
+	if st.InitContainers, err = mergeContainers(spec, "initContainers", list(pspec, "initContainers"), true); err != nil {
+		return err
+	}
+	st.Volumes = addNamed(spec, "volumes", list(pspec, "volumes"))
+	st.ImagePullSecrets = addNamed(spec, "imagePullSecrets", list(pspec, "imagePullSecrets"))
+	st.Labels = addKeys(meta, "labels", pmeta["labels"])
+	st.Annotations = addKeys(meta, "annotations", pmeta["annotations"])
+
+	b, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("encode status: %w", err)
+	}
+	child(meta, "annotations")[StatusAnnotation] = string(b)
+	return nil
+}
+
+// mergeContainers merges the template's containers into spec[field] and returns their names.
+func mergeContainers(spec map[string]any, field string, tmpl []any, prepend bool) ([]string, error) {
+	if len(tmpl) == 0 {
+		return nil, nil
+	}
+	existing, _ := spec[field].([]any)
+	index := make(map[string]int, len(existing))
+	for i, c := range existing {
+		index[nameOf(c)] = i
+	}
+	var names []string
+	var added []any
+	for _, c := range tmpl {
+		tc, ok := c.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("%s: template item is not an object", field)
+		}
+		name := nameOf(tc)
+		names = append(names, name)
+		i, present := index[name]
+		if !present {
+			added = append(added, tc)
+			continue
+		}
+		user, _ := existing[i].(map[string]any)
+		merged, err := strategicpatch.StrategicMergeMapPatch(tc, user, corev1.Container{})
+		if err != nil {
+			return nil, fmt.Errorf("%s %q: merge the pod's own container over the template's: %w", field, name, err)
+		}
+		existing[i] = map[string]any(merged)
+	}
+	if len(added) > 0 {
+		if prepend {
+			existing = append(added, existing...)
+		} else {
+			existing = append(existing, added...)
+		}
+	}
+	spec[field] = existing
+	return names, nil
+}
+
+// addNamed appends the template's items whose names the pod does not use yet; it returns their names.
+func addNamed(spec map[string]any, field string, tmpl []any) []string {
+	if len(tmpl) == 0 {
+		return nil
+	}
+	existing, _ := spec[field].([]any)
+	var names []string
+	for _, item := range tmpl {
+		name := nameOf(item)
+		if slices.ContainsFunc(existing, func(e any) bool { return nameOf(e) == name }) {
+			continue
+		}
+		existing = append(existing, item)
+		names = append(names, name)
+	}
+	if len(names) > 0 {
+		spec[field] = existing
+	}
+	return names
+}
+
+// addKeys sets the template's keys that meta[field] does not have yet; it returns them, sorted.
+func addKeys(meta map[string]any, field string, tmpl any) []string {
+	m, _ := tmpl.(map[string]any)
+	if len(m) == 0 {
+		return nil
+	}
+	var keys []string
+	for k, v := range m {
+		target := child(meta, field)
+		if _, taken := target[k]; taken {
+			continue
+		}
+		target[k] = v
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func nameOf(v any) string {
+	m, _ := v.(map[string]any)
+	s, _ := m["name"].(string)
+	return s
+}
+
+func list(m map[string]any, key string) []any {
+	l, _ := m[key].([]any)
+	return l
+}
+
+// child returns m[key] as an object, creating it when absent.
+func child(m map[string]any, key string) map[string]any {
+	c, ok := m[key].(map[string]any)
+	if !ok {
+		c = map[string]any{}
+		m[key] = c
+	}
+	return c
+}

@@ -1,0 +1,48 @@
+package inject
+
+import "slices"
+
+// Strip removes from pod, in place, everything its status annotation says was injected, and the
+// annotation itself. It reports whether there was anything to strip. Lists and maps left empty by
+// stripping are removed, as they were absent before injection.
+func Strip(pod map[string]any) (bool, error) {
+	st, ok, err := ReadStatus(pod)
+	if err != nil || !ok {
+		return false, err
+	}
+	meta, _ := pod["metadata"].(map[string]any)
+	spec, _ := pod["spec"].(map[string]any)
+	removeNamed(spec, "containers", st.Containers)
+	removeNamed(spec, "initContainers", st.InitContainers)
+	removeNamed(spec, "volumes", st.Volumes)
+	removeNamed(spec, "imagePullSecrets", st.ImagePullSecrets)
+	removeKeys(meta, "labels", st.Labels)
+	removeKeys(meta, "annotations", append(st.Annotations, StatusAnnotation))
+	return true, nil
+}
+
+func removeNamed(spec map[string]any, field string, names []string) {
+	items, ok := spec[field].([]any)
+	if !ok || len(names) == 0 {
+		return
+	}
+	items = slices.DeleteFunc(items, func(item any) bool { return slices.Contains(names, nameOf(item)) })
+	if len(items) == 0 {
+		delete(spec, field)
+		return
+	}
+	spec[field] = items
+}
+
+func removeKeys(meta map[string]any, field string, keys []string) {
+	m, ok := meta[field].(map[string]any)
+	if !ok {
+		return
+	}
+	for _, k := range keys {
+		delete(m, k)
+	}
+	if len(m) == 0 {
+		delete(meta, field)
+	}
+}

@@ -1,0 +1,243 @@
+package injector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/rego-injector/rego-injector/engine/cluster"
+	"github.com/rego-injector/rego-injector/engine/inject"
+	"github.com/rego-injector/rego-injector/engine/metrics"
+	"github.com/rego-injector/rego-injector/engine/patch"
+	"github.com/rego-injector/rego-injector/engine/policy"
+	"github.com/rego-injector/rego-injector/engine/render"
+	"github.com/rego-injector/rego-injector/engine/workload"
+)
+
+// ErrNotActive is returned before any bundle revision has been activated.
+var ErrNotActive = errors.New("no bundle revision is active")
+
+// revision is one bundle revision ready to serve: policy and templates swap together.
+type revision struct {
+	policy    *policy.Policy
+	templates *render.Set
+}
+
+// Injector answers for pods with the active bundle revision. It is safe for concurrent use.
+type Injector struct {
+	active       atomic.Pointer[revision]
+	namespaces   cluster.Namespaces
+	ownNamespace string
+	log          *slog.Logger
+	metrics      *metrics.Metrics
+}
+
+// Option configures an Injector.
+type Option func(*Injector)
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(l *slog.Logger) Option { return func(i *Injector) { i.log = l } }
+
+// WithOwnNamespace names the namespace the injector runs in; policy sees it as input.injector.namespace.
+func WithOwnNamespace(ns string) Option { return func(i *Injector) { i.ownNamespace = ns } }
+
+// WithMetrics records admissions and activations in m.
+func WithMetrics(m *metrics.Metrics) Option { return func(i *Injector) { i.metrics = m } }
+
+// New returns an Injector that looks namespaces up in ns. Nothing is served until Activate succeeds.
+func New(ns cluster.Namespaces, opts ...Option) *Injector {
+	i := &Injector{namespaces: ns, log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(i)
+	}
+	return i
+}
+
+// Activate parses p's templates and makes p the active revision in one atomic step. On error the
+// active revision is kept.
+func (i *Injector) Activate(p *policy.Policy) error {
+	set, err := render.Parse(p.Templates())
+	if err != nil {
+		return fmt.Errorf("activate revision %q: %w", p.Revision(), err)
+	}
+	i.active.Store(&revision{policy: p, templates: set})
+	i.metrics.Activated(p.Revision())
+	i.log.Info("bundle revision active", "revision", p.Revision(), "variants", p.Variants())
+	return nil
+}
+
+// Revision names the active bundle revision, or "" when none is active.
+func (i *Injector) Revision() string {
+	if r := i.active.Load(); r != nil {
+		return r.policy.Revision()
+	}
+	return ""
+}
+
+// Ready reports whether a revision is active and the namespace source has synced.
+func (i *Injector) Ready() bool {
+	return i.active.Load() != nil && i.namespaces.Synced()
+}
+
+// Pod is one pod to decide on.
+type Pod struct {
+	// Raw is the pod's JSON exactly as received; the patch is computed against it.
+	Raw []byte
+	// Request is the admission request that carried the pod; offline it is synthesised by Offline.
+	Request *admissionv1.AdmissionRequest
+	// Owner is the pod's top controller; nil means "read it from the pod's owner references".
+	Owner *workload.Owner
+}
+
+// Result is what Inject made of a pod.
+type Result struct {
+	Decision policy.Decision
+	// Revision is the bundle revision that decided.
+	Revision string
+	// Pod is the injected pod, or nil when the pod is left unchanged.
+	Pod map[string]any
+	// Patch turns Raw into Pod; nil when the pod is left unchanged.
+	Patch []byte
+}
+
+// Inject decides on the pod and, when policy says so, renders the variant, merges it into a copy of
+// the pod and diffs the result against the raw pod. It never returns a partly injected pod: any
+// error leaves the pod as it was.
+func (i *Injector) Inject(ctx context.Context, in Pod) (Result, error) {
+	e, err := i.evaluation(ctx, in)
+	if err != nil {
+		return Result{}, err
+	}
+	rev, pod := e.rev, e.pod
+	res := Result{Revision: rev.policy.Revision()}
+	if res.Decision, err = rev.policy.Decide(ctx, e.input); err != nil {
+		return res, err
+	}
+	if !res.Decision.Inject {
+		return res, nil
+	}
+
+	mutated := runtime.DeepCopyJSON(pod)
+	stripped, err := inject.Strip(mutated)
+	if err != nil {
+		return res, fmt.Errorf("strip the earlier injection: %w", err)
+	}
+	typed, err := typedPod(in.Raw, mutated, stripped)
+	if err != nil {
+		return res, err
+	}
+	partial, err := rev.templates.Render(res.Decision.Variant, render.Data{
+		Pod:       typed,
+		Namespace: e.namespace,
+		Owner:     e.owner,
+		Values:    res.Decision.Values,
+		Variant:   res.Decision.Variant,
+		Revision:  res.Revision,
+	})
+	if err != nil {
+		return res, err
+	}
+	status := inject.Status{Variant: res.Decision.Variant, Revision: res.Revision, Reasons: res.Decision.Reasons}
+	if err := inject.Apply(mutated, partial, status); err != nil {
+		return res, fmt.Errorf("merge variant %q: %w", res.Decision.Variant, err)
+	}
+	if res.Patch, err = patch.Create(in.Raw, mutated, stripped); err != nil {
+		return res, err
+	}
+	if res.Patch != nil {
+		res.Pod = mutated
+	}
+	return res, nil
+}
+
+// Validate runs the validating policy on the pod and names the revision that judged it.
+func (i *Injector) Validate(ctx context.Context, in Pod) (policy.Verdict, string, error) {
+	e, err := i.evaluation(ctx, in)
+	if err != nil {
+		return policy.Verdict{}, "", err
+	}
+	v, err := e.rev.policy.Validate(ctx, e.input)
+	return v, e.rev.policy.Revision(), err
+}
+
+// evaluation is everything one policy evaluation needs, gathered once.
+type evaluation struct {
+	rev       *revision
+	pod       map[string]any
+	namespace cluster.Namespace
+	owner     *workload.Owner
+	input     ast.Value
+}
+
+// evaluation decodes the pod, finds its namespace and owner and builds the policy input against the
+// active revision, which the caller must use for the rest of the request.
+func (i *Injector) evaluation(ctx context.Context, in Pod) (*evaluation, error) {
+	e := &evaluation{rev: i.active.Load()}
+	if e.rev == nil {
+		return nil, ErrNotActive
+	}
+	var err error
+	if e.pod, err = decodeObject(in.Raw); err != nil {
+		return nil, err
+	}
+	var oldPod map[string]any
+	if len(in.Request.OldObject.Raw) > 0 {
+		if oldPod, err = decodeObject(in.Request.OldObject.Raw); err != nil {
+			return nil, fmt.Errorf("oldObject: %w", err)
+		}
+	}
+	name := in.Request.Namespace
+	if name == "" {
+		meta, _ := e.pod["metadata"].(map[string]any)
+		name, _ = meta["namespace"].(string)
+	}
+	if name == "" {
+		name = "default"
+	}
+	if e.namespace, err = i.namespaces.Namespace(ctx, name); err != nil {
+		return nil, fmt.Errorf("look up the pod's namespace: %w", err)
+	}
+	e.owner = in.Owner
+	if e.owner == nil {
+		e.owner = workload.OwnerOf(e.pod)
+	}
+	if e.input, err = input(in.Request, e.pod, oldPod, e.namespace, e.owner, e.rev.policy.Revision(), i.ownNamespace); err != nil {
+		return nil, fmt.Errorf("build policy input: %w", err)
+	}
+	return e, nil
+}
+
+func decodeObject(raw []byte) (map[string]any, error) {
+	var obj map[string]any
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		return nil, fmt.Errorf("decode the pod: %w", err)
+	}
+	if obj == nil {
+		return nil, errors.New("decode the pod: the object is empty")
+	}
+	return obj, nil
+}
+
+// typedPod reads the pod the template sees: the raw pod, or the stripped one when an earlier
+// injection was taken out.
+func typedPod(raw []byte, stripped map[string]any, wasStripped bool) (*corev1.Pod, error) {
+	if wasStripped {
+		var err error
+		if raw, err = json.Marshal(stripped); err != nil {
+			return nil, fmt.Errorf("encode the stripped pod: %w", err)
+		}
+	}
+	var p corev1.Pod
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return nil, fmt.Errorf("decode the pod as a Kubernetes Pod: %w", err)
+	}
+	return &p, nil
+}

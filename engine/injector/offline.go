@@ -1,0 +1,53 @@
+package injector
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/rego-injector/rego-injector/engine/workload"
+)
+
+// Offline builds the Pod that the webhook would have received had pod been created by owner in
+// namespace: a CREATE request, so that the command line gets the webhook's answer.
+func Offline(pod map[string]any, namespace string, owner *workload.Owner) (Pod, error) {
+	raw, err := json.Marshal(pod)
+	if err != nil {
+		return Pod{}, fmt.Errorf("encode the pod: %w", err)
+	}
+	meta, _ := pod["metadata"].(map[string]any)
+	name, _ := meta["name"].(string)
+	if ns, _ := meta["namespace"].(string); ns != "" {
+		namespace = ns
+	}
+	req := &admissionv1.AdmissionRequest{
+		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+		Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+		Name:      name,
+		Namespace: namespace,
+		Operation: admissionv1.Create,
+	}
+	req.Object.Raw = raw
+	return Pod{Raw: raw, Request: req, Owner: owner}, nil
+}
+
+// InjectObject injects the pod inside a workload object (or a bare Pod). ok is false for kinds that
+// carry no pod, which are left alone. The returned object is obj itself when nothing changed.
+func (i *Injector) InjectObject(ctx context.Context, obj map[string]any, namespace string) (out map[string]any, res Result, ok bool, err error) {
+	t, ok := workload.PodTemplate(obj)
+	if !ok {
+		return obj, Result{}, false, nil
+	}
+	in, err := Offline(t.Pod, namespace, t.Owner)
+	if err != nil {
+		return obj, Result{}, true, err
+	}
+	res, err = i.Inject(ctx, in)
+	if err != nil || res.Pod == nil {
+		return obj, res, true, err
+	}
+	return t.Apply(res.Pod), res, true, nil
+}

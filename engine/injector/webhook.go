@@ -1,0 +1,95 @@
+package injector
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+
+	"github.com/rego-injector/rego-injector/engine/admission"
+	"github.com/rego-injector/rego-injector/engine/metrics"
+)
+
+// Mutating returns the handler of the mutating webhook.
+func (i *Injector) Mutating() admission.Handler { return admission.HandlerFunc(i.mutate) }
+
+// Validating returns the handler of the validating webhook.
+func (i *Injector) Validating() admission.Handler { return admission.HandlerFunc(i.validate) }
+
+// isPod reports whether the request is about a pod itself (not a subresource such as status).
+func isPod(req *admission.Request) bool {
+	return req.Kind.Group == "" && req.Kind.Kind == "Pod" && req.SubResource == ""
+}
+
+func (i *Injector) mutate(ctx context.Context, req *admission.Request) *admission.Response {
+	start := time.Now()
+	log := i.log.With("endpoint", "inject", "uid", req.UID, "namespace", req.Namespace, "name", podName(req), "operation", req.Operation)
+	if !isPod(req) || (req.Operation != admissionv1.Create && req.Operation != admissionv1.Update) {
+		i.metrics.Admission("inject", metrics.ResultIgnored, "", time.Since(start))
+		return admission.Allowed()
+	}
+	res, err := i.Inject(ctx, Pod{Raw: req.Object.Raw, Request: req})
+	took := time.Since(start)
+	if err != nil {
+		i.metrics.Admission("inject", metrics.ResultError, "", took)
+		log.Error("admission failed", "revision", res.Revision, "err", err, "duration", took)
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	d := res.Decision
+	if res.Patch == nil {
+		i.metrics.Admission("inject", metrics.ResultSkipped, d.Variant, took)
+		log.Info("admission", "decision", "skip", "revision", res.Revision, "reasons", d.Reasons, "duration", took)
+		warnings := append(d.Warnings, prefixed("not injected: ", d.Reasons)...)
+		if d.Inject {
+			warnings = d.Warnings // injected before, nothing to change
+		}
+		return admission.Allowed(warnings...)
+	}
+	i.metrics.Admission("inject", metrics.ResultInjected, d.Variant, took)
+	log.Info("admission", "decision", "inject", "variant", d.Variant, "revision", res.Revision, "reasons", d.Reasons, "duration", took)
+	resp := admission.Patched(res.Patch, d.Warnings...)
+	resp.AuditAnnotations = map[string]string{"variant": d.Variant, "revision": res.Revision}
+	return resp
+}
+
+func (i *Injector) validate(ctx context.Context, req *admission.Request) *admission.Response {
+	start := time.Now()
+	log := i.log.With("endpoint", "validate", "uid", req.UID, "namespace", req.Namespace, "name", podName(req), "operation", req.Operation)
+	if !isPod(req) || len(req.Object.Raw) == 0 {
+		i.metrics.Admission("validate", metrics.ResultIgnored, "", time.Since(start))
+		return admission.Allowed()
+	}
+	v, rev, err := i.Validate(ctx, Pod{Raw: req.Object.Raw, Request: req})
+	took := time.Since(start)
+	if err != nil {
+		i.metrics.Admission("validate", metrics.ResultError, "", took)
+		log.Error("admission failed", "revision", rev, "err", err, "duration", took)
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	if len(v.Deny) > 0 {
+		i.metrics.Admission("validate", metrics.ResultDenied, "", took)
+		log.Info("admission", "decision", "deny", "revision", rev, "deny", v.Deny, "duration", took)
+		return admission.Denied(strings.Join(v.Deny, "; "), v.Warn...)
+	}
+	i.metrics.Admission("validate", metrics.ResultAllowed, "", took)
+	log.Info("admission", "decision", "allow", "revision", rev, "warnings", len(v.Warn), "duration", took)
+	return admission.Allowed(v.Warn...)
+}
+
+func prefixed(prefix string, msgs []string) []string {
+	out := make([]string, len(msgs))
+	for i, m := range msgs {
+		out[i] = prefix + m
+	}
+	return out
+}
+
+// podName names the pod for logs: its name, or its generateName prefix while it has none.
+func podName(req *admission.Request) string {
+	if req.Name != "" {
+		return req.Name
+	}
+	return "(generated)"
+}

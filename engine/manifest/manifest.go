@@ -1,0 +1,168 @@
+// Package manifest runs the injector over multi-document YAML streams of Kubernetes objects, for the
+// offline commands: inject, explain.
+package manifest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+
+	"github.com/rego-injector/rego-injector/engine/injector"
+	"github.com/rego-injector/rego-injector/engine/policy"
+)
+
+// Document is one YAML document of a stream.
+type Document struct {
+	// Index counts documents from 1, as a person would.
+	Index int
+	// Raw is the document's text as read.
+	Raw []byte
+	// Object is the document decoded as JSON values; nil for an empty document or one that is not
+	// an object.
+	Object map[string]any
+}
+
+// Split reads every document of a YAML stream. A document that is not valid YAML is an error naming it.
+func Split(r io.Reader) ([]Document, error) {
+	yr := k8syaml.NewYAMLReader(bufio.NewReader(r))
+	var docs []Document
+	for i := 1; ; i++ {
+		raw, err := yr.Read()
+		if errors.Is(err, io.EOF) {
+			return docs, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("document %d: %w", i, err)
+		}
+		d := Document{Index: i, Raw: raw}
+		var v any
+		if err := yaml.Unmarshal(raw, &v); err != nil {
+			return nil, fmt.Errorf("document %d: %w", i, err)
+		}
+		d.Object, _ = v.(map[string]any)
+		docs = append(docs, d)
+	}
+}
+
+// Workload is the injector's answer for one workload found in a stream.
+type Workload struct {
+	Document  int    `json:"document"`
+	Kind      string `json:"kind"`
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
+	// Revision is the bundle revision that decided.
+	Revision string `json:"revision"`
+	// Changed is true when injection changed the workload (false when it was injected already).
+	Changed  bool            `json:"changed"`
+	Decision policy.Decision `json:"decision"`
+}
+
+// Processor runs an injector over streams.
+type Processor struct {
+	Injector *injector.Injector
+	// Namespace is the namespace of objects that do not name one.
+	Namespace string
+}
+
+// Inject writes the stream with every workload injected. Documents that are not workloads, and
+// workloads left unchanged, are written exactly as read, so that injecting the output again changes
+// nothing. Nothing is written unless every document succeeds.
+func (p *Processor) Inject(ctx context.Context, r io.Reader, w io.Writer) ([]Workload, error) {
+	docs, err := Split(r)
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	var all []Workload
+	for n, d := range docs {
+		text := d.Raw
+		obj, found, err := p.object(ctx, d, d.Object, &all)
+		if err != nil {
+			return all, err
+		}
+		if found {
+			if text, err = yaml.Marshal(obj); err != nil {
+				return all, fmt.Errorf("document %d: encode: %w", d.Index, err)
+			}
+		}
+		if n > 0 {
+			out.WriteString("---\n")
+		}
+		out.Write(text)
+		if len(text) > 0 && text[len(text)-1] != '\n' {
+			out.WriteByte('\n')
+		}
+	}
+	_, err = w.Write(out.Bytes())
+	return all, err
+}
+
+// Explain returns the decision for every workload of the stream, changing nothing.
+func (p *Processor) Explain(ctx context.Context, r io.Reader) ([]Workload, error) {
+	docs, err := Split(r)
+	if err != nil {
+		return nil, err
+	}
+	var all []Workload
+	for _, d := range docs {
+		if _, _, err := p.object(ctx, d, d.Object, &all); err != nil {
+			return all, err
+		}
+	}
+	return all, nil
+}
+
+// object injects obj, a document or an item of a List; changed is true when it differs.
+func (p *Processor) object(ctx context.Context, d Document, obj map[string]any, all *[]Workload) (map[string]any, bool, error) {
+	if obj == nil {
+		return obj, false, nil
+	}
+	kind, _ := obj["kind"].(string)
+	if kind == "List" || strings.HasSuffix(kind, "List") {
+		items, _ := obj["items"].([]any)
+		changed := false
+		out := make([]any, len(items))
+		for i, it := range items {
+			item, _ := it.(map[string]any)
+			got, c, err := p.object(ctx, d, item, all)
+			if err != nil {
+				return obj, false, err
+			}
+			out[i], changed = got, changed || c
+			if got == nil {
+				out[i] = it
+			}
+		}
+		if !changed {
+			return obj, false, nil
+		}
+		list := make(map[string]any, len(obj))
+		for k, v := range obj {
+			list[k] = v
+		}
+		list["items"] = out
+		return list, true, nil
+	}
+	got, res, isWorkload, err := p.Injector.InjectObject(ctx, obj, p.Namespace)
+	if !isWorkload {
+		return obj, false, nil
+	}
+	meta, _ := obj["metadata"].(map[string]any)
+	wl := Workload{Document: d.Index, Kind: kind, Namespace: p.Namespace, Revision: res.Revision, Decision: res.Decision, Changed: res.Pod != nil}
+	wl.Name, _ = meta["name"].(string)
+	if ns, _ := meta["namespace"].(string); ns != "" {
+		wl.Namespace = ns
+	}
+	if err != nil {
+		return obj, false, fmt.Errorf("document %d: %s %q: %w", d.Index, kind, wl.Name, err)
+	}
+	*all = append(*all, wl)
+	return got, res.Pod != nil, nil
+}

@@ -1,0 +1,125 @@
+package policy
+
+import (
+	"fmt"
+)
+
+// Decision is what the mutating policy decides for one pod.
+type Decision struct {
+	// Inject says whether the pod gets the sidecar.
+	Inject bool `json:"inject"`
+	// Variant names the template to render; set when Inject is true.
+	Variant string `json:"variant,omitempty"`
+	// Values are handed to the template as .Values.
+	Values map[string]any `json:"values,omitempty"`
+	// Reasons explain the decision in sentences a person can act on; there is at least one.
+	Reasons []string `json:"reasons"`
+	// Warnings are returned to the client whatever the decision.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Verdict is what the validating policy says of one object.
+type Verdict struct {
+	// Deny holds the messages that refuse the object; empty means allowed.
+	Deny []string `json:"deny,omitempty"`
+	// Warn holds messages returned to the client as warnings.
+	Warn []string `json:"warn,omitempty"`
+}
+
+func parseDecision(v any) (Decision, error) {
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return Decision{}, fmt.Errorf("%s: %w: want an object, got %s", MutateQuery, ErrMalformed, typeName(v))
+	}
+	var d Decision
+	inject, ok := obj["inject"].(bool)
+	if !ok {
+		return d, fmt.Errorf("%s.inject: %w: want a boolean, got %s", MutateQuery, ErrMalformed, typeName(obj["inject"]))
+	}
+	d.Inject = inject
+	var err error
+	if d.Reasons, err = stringList(obj, "reasons", MutateQuery); err != nil {
+		return d, err
+	}
+	if len(d.Reasons) == 0 {
+		return d, fmt.Errorf("%s.reasons: %w: a decision must give at least one reason", MutateQuery, ErrMalformed)
+	}
+	if d.Warnings, err = stringList(obj, "warnings", MutateQuery); err != nil {
+		return d, err
+	}
+	if raw, present := obj["variant"]; present {
+		s, ok := raw.(string)
+		if !ok {
+			return d, fmt.Errorf("%s.variant: %w: want a string, got %s", MutateQuery, ErrMalformed, typeName(raw))
+		}
+		d.Variant = s
+	}
+	if raw, present := obj["values"]; present {
+		m, ok := raw.(map[string]any)
+		if !ok {
+			return d, fmt.Errorf("%s.values: %w: want an object, got %s", MutateQuery, ErrMalformed, typeName(raw))
+		}
+		d.Values = m
+	}
+	if d.Inject && d.Variant == "" {
+		return d, fmt.Errorf("%s.variant: %w: inject is true but no variant is named", MutateQuery, ErrMalformed)
+	}
+	if d.Values == nil {
+		d.Values = map[string]any{}
+	}
+	return d, nil
+}
+
+func parseVerdict(v any) (Verdict, error) {
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return Verdict{}, fmt.Errorf("%s: %w: want a package with deny and warn, got %s", ValidateQuery, ErrMalformed, typeName(v))
+	}
+	var vd Verdict
+	var err error
+	if vd.Deny, err = stringList(obj, "deny", ValidateQuery); err != nil {
+		return vd, err
+	}
+	if vd.Warn, err = stringList(obj, "warn", ValidateQuery); err != nil {
+		return vd, err
+	}
+	return vd, nil
+}
+
+// stringList reads obj[key] as a list of strings; absent is empty. Rego sets arrive as arrays.
+func stringList(obj map[string]any, key, query string) ([]string, error) {
+	raw, present := obj[key]
+	if !present {
+		return nil, nil
+	}
+	list, ok := raw.([]any)
+	if !ok {
+		return nil, fmt.Errorf("%s.%s: %w: want a list of strings, got %s", query, key, ErrMalformed, typeName(raw))
+	}
+	out := make([]string, 0, len(list))
+	for i, item := range list {
+		s, ok := item.(string)
+		if !ok {
+			return nil, fmt.Errorf("%s.%s[%d]: %w: want a string, got %s", query, key, i, ErrMalformed, typeName(item))
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func typeName(v any) string {
+	switch v.(type) {
+	case nil:
+		return "nothing"
+	case bool:
+		return "a boolean"
+	case string:
+		return "a string"
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "an object"
+	default:
+		return "a number"
+	}
+}

@@ -1,0 +1,75 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/bundle"
+)
+
+// ErrNoBundle is returned when no bundle source is given.
+var ErrNoBundle = errors.New("no bundle given")
+
+// maxBundleBytes bounds the size of one file read from a bundle.
+const maxBundleBytes = 64 << 20
+
+// skipTests keeps `_test.rego` files out of a served bundle: they are for `opa test`, not admission.
+func skipTests(abspath string, info fs.FileInfo, _ int) bool {
+	return !info.IsDir() && strings.HasSuffix(info.Name(), "_test.rego")
+}
+
+// ReadSource reads a bundle from a directory or a .tar.gz file named by src.
+func ReadSource(ctx context.Context, src string) (*bundle.Bundle, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	st, err := os.Stat(src)
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", src, err)
+	}
+	var loader bundle.DirectoryLoader
+	if st.IsDir() {
+		loader = bundle.NewDirectoryLoader(src)
+	} else {
+		f, err := os.Open(src)
+		if err != nil {
+			return nil, fmt.Errorf("bundle %s: %w", src, err)
+		}
+		defer f.Close()
+		loader = bundle.NewTarballLoaderWithBaseURL(f, src)
+	}
+	b, err := read(loader, src)
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", src, err)
+	}
+	return b, nil
+}
+
+// ReadFS reads a bundle laid out as a directory in fsys (for example one compiled in with go:embed).
+func ReadFS(fsys fs.FS, name string) (*bundle.Bundle, error) {
+	loader, err := bundle.NewFSLoader(fsys)
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", name, err)
+	}
+	b, err := read(loader, name)
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", name, err)
+	}
+	return b, nil
+}
+
+func read(loader bundle.DirectoryLoader, name string) (*bundle.Bundle, error) {
+	b, err := bundle.NewCustomReader(loader.WithFilter(skipTests)).
+		WithBundleName(name).
+		WithSizeLimitBytes(maxBundleBytes).
+		WithSkipBundleVerification(true).
+		Read()
+	if err != nil {
+		return nil, err
+	}
+	return &b, nil
+}

@@ -1,0 +1,148 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/bundle"
+	"github.com/open-policy-agent/opa/v1/rego"
+)
+
+// The queries a bundle must answer. They are the whole contract between the engine and policy authors;
+// docs/policy-authors.md describes their input and output.
+const (
+	MutateQuery    = "data.injector.mutate.decision"
+	ValidateQuery  = "data.injector.validate"
+	TemplatesQuery = "data.injector.templates"
+)
+
+// ErrUndefined is returned when a bundle leaves a decision undefined.
+var ErrUndefined = errors.New("decision is undefined")
+
+// ErrMalformed is returned when a decision does not have the documented shape.
+var ErrMalformed = errors.New("decision is malformed")
+
+// Policy is one compiled revision of the bundles: its prepared queries and the templates it ships.
+// A Policy is immutable and safe for concurrent use.
+type Policy struct {
+	revision  string
+	mutate    rego.PreparedEvalQuery
+	validate  rego.PreparedEvalQuery
+	templates map[string]string
+}
+
+// Compile compiles bundles into a Policy, preparing every query once. Bundles must not overlap in
+// their roots. The revision is the bundles' revisions joined with "+", in the order given.
+func Compile(ctx context.Context, bundles ...*bundle.Bundle) (*Policy, error) {
+	if len(bundles) == 0 {
+		return nil, ErrNoBundle
+	}
+	var opts []func(*rego.Rego)
+	var revisions []string
+	for i, b := range bundles {
+		name := fmt.Sprintf("bundle-%d", i)
+		opts = append(opts, rego.ParsedBundle(name, b))
+		if b.Manifest.Revision != "" {
+			revisions = append(revisions, b.Manifest.Revision)
+		}
+	}
+	prepare := func(query string) (rego.PreparedEvalQuery, error) {
+		o := append([]func(*rego.Rego){rego.Query(query), rego.StrictBuiltinErrors(true)}, opts...)
+		pq, err := rego.New(o...).PrepareForEval(ctx)
+		if err != nil {
+			return pq, fmt.Errorf("prepare %s: %w", query, err)
+		}
+		return pq, nil
+	}
+	p := &Policy{revision: strings.Join(revisions, "+")}
+	var err error
+	if p.mutate, err = prepare(MutateQuery); err != nil {
+		return nil, err
+	}
+	if p.validate, err = prepare(ValidateQuery); err != nil {
+		return nil, err
+	}
+	tq, err := prepare(TemplatesQuery)
+	if err != nil {
+		return nil, err
+	}
+	if p.templates, err = readTemplates(ctx, tq); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func readTemplates(ctx context.Context, pq rego.PreparedEvalQuery) (map[string]string, error) {
+	rs, err := pq.Eval(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", TemplatesQuery, err)
+	}
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return nil, fmt.Errorf("%s: %w: the bundle ships no templates", TemplatesQuery, ErrUndefined)
+	}
+	raw, ok := rs[0].Expressions[0].Value.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("%s: %w: want an object of variant name to template text", TemplatesQuery, ErrMalformed)
+	}
+	out := make(map[string]string, len(raw))
+	for name, v := range raw {
+		s, ok := v.(string)
+		if !ok {
+			return nil, fmt.Errorf("%s.%s: %w: want a string, got %T", TemplatesQuery, name, ErrMalformed, v)
+		}
+		out[name] = s
+	}
+	return out, nil
+}
+
+// Revision names the compiled bundles' revision.
+func (p *Policy) Revision() string { return p.revision }
+
+// Templates returns the template text of each variant, keyed by variant name.
+func (p *Policy) Templates() map[string]string { return p.templates }
+
+// Variants lists the variants the bundle has templates for, sorted; partials (names starting with
+// "_") are not variants.
+func (p *Policy) Variants() []string {
+	names := make([]string, 0, len(p.templates))
+	for n := range p.templates {
+		if !strings.HasPrefix(n, "_") {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Decide evaluates the mutating decision for input.
+func (p *Policy) Decide(ctx context.Context, input ast.Value) (Decision, error) {
+	v, err := evalOne(ctx, p.mutate, MutateQuery, input)
+	if err != nil {
+		return Decision{}, err
+	}
+	return parseDecision(v)
+}
+
+// Validate evaluates the validating rules for input.
+func (p *Policy) Validate(ctx context.Context, input ast.Value) (Verdict, error) {
+	v, err := evalOne(ctx, p.validate, ValidateQuery, input)
+	if err != nil {
+		return Verdict{}, err
+	}
+	return parseVerdict(v)
+}
+
+func evalOne(ctx context.Context, pq rego.PreparedEvalQuery, query string, input ast.Value) (any, error) {
+	rs, err := pq.Eval(ctx, rego.EvalParsedInput(input))
+	if err != nil {
+		return nil, fmt.Errorf("evaluate %s: %w", query, err)
+	}
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return nil, fmt.Errorf("%s: %w", query, ErrUndefined)
+	}
+	return rs[0].Expressions[0].Value, nil
+}

@@ -1,0 +1,111 @@
+package render
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+	"text/template"
+
+	"github.com/Masterminds/sprig/v3"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// Funcs returns the function map templates are parsed with: sprig's hermetic functions (no
+// environment, network, clock or randomness, so the same input always renders the same sidecar) and
+// the functions below, documented in docs/templates.md.
+func Funcs() template.FuncMap {
+	fm := sprig.HermeticTxtFuncMap()
+	fm["toYaml"] = toYAML
+	fm["toJSON"] = toJSON
+	fm["annotation"] = annotation
+	fm["label"] = label
+	fm["isset"] = isset
+	fm["valueOrDefault"] = valueOrDefault
+	// include is bound to each variant's template set by Parse.
+	fm["include"] = func(string, any) (string, error) { return "", nil }
+	return fm
+}
+
+// toYAML renders v as YAML without a trailing newline, ready for `indent`/`nindent`.
+func toYAML(v any) (string, error) {
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("toYaml: %w", err)
+	}
+	return strings.TrimSuffix(string(b), "\n"), nil
+}
+
+// toJSON renders v as compact JSON.
+func toJSON(v any) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("toJSON: %w", err)
+	}
+	return string(b), nil
+}
+
+// annotation returns the annotation key of obj (a pod or its metadata), or def when it is unset.
+func annotation(obj any, key string, def any) (any, error) {
+	meta, err := metaOf(obj, "annotation")
+	if err != nil {
+		return nil, err
+	}
+	if v, ok := meta.Annotations[key]; ok {
+		return v, nil
+	}
+	return def, nil
+}
+
+// label returns the label key of obj (a pod or its metadata), or def when it is unset.
+func label(obj any, key string, def any) (any, error) {
+	meta, err := metaOf(obj, "label")
+	if err != nil {
+		return nil, err
+	}
+	if v, ok := meta.Labels[key]; ok {
+		return v, nil
+	}
+	return def, nil
+}
+
+func metaOf(obj any, fn string) (*metav1.ObjectMeta, error) {
+	switch o := obj.(type) {
+	case *corev1.Pod:
+		return &o.ObjectMeta, nil
+	case corev1.Pod:
+		return &o.ObjectMeta, nil
+	case *metav1.ObjectMeta:
+		return o, nil
+	case metav1.ObjectMeta:
+		return &o, nil
+	default:
+		return nil, fmt.Errorf("%s: want a pod or its metadata, got %T", fn, obj)
+	}
+}
+
+// isset reports whether key is present in the map m (of any value type).
+func isset(m any, key string) bool {
+	v := reflect.ValueOf(m)
+	if v.Kind() != reflect.Map || v.Type().Key().Kind() != reflect.String {
+		return false
+	}
+	return v.MapIndex(reflect.ValueOf(key).Convert(v.Type().Key())).IsValid()
+}
+
+// valueOrDefault returns v unless it is nil or the zero value of its type, else def.
+func valueOrDefault(v, def any) any {
+	if v == nil {
+		return def
+	}
+	rv := reflect.ValueOf(v)
+	if rv.IsZero() {
+		return def
+	}
+	if (rv.Kind() == reflect.Map || rv.Kind() == reflect.Slice) && rv.Len() == 0 {
+		return def
+	}
+	return v
+}

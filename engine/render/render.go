@@ -1,0 +1,168 @@
+package render
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"text/template"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/rego-injector/rego-injector/engine/cluster"
+	"github.com/rego-injector/rego-injector/engine/workload"
+	"sigs.k8s.io/yaml"
+)
+
+// ErrUnknownVariant is returned when a decision names a variant the bundle has no template for.
+var ErrUnknownVariant = errors.New("no template for variant")
+
+// ErrTemplate marks a template that failed to execute or produced something other than a partial Pod.
+var ErrTemplate = errors.New("template error")
+
+
+
+// Data is the model a template executes against: see docs/templates.md.
+type Data struct {
+	// Pod is the pod being injected, as the Kubernetes Go types read it.
+	Pod *corev1.Pod
+	// Namespace is the pod's namespace.
+	Namespace cluster.Namespace
+	// Owner is the top controller, or nil for a bare pod.
+	Owner *workload.Owner
+	// Values are the decision's values.
+	Values map[string]any
+	// Variant is the variant being rendered.
+	Variant string
+	// Revision is the bundle revision.
+	Revision string
+}
+
+// Set holds the parsed templates of one bundle revision. It is safe for concurrent use.
+type Set struct {
+	templates map[string]*template.Template
+}
+
+// Parse parses each variant's template text with Funcs and missingkey=error. Sources whose names
+// start with "_" are partials: they are parsed into every variant (for `define` blocks used with
+// `include`) and are not variants themselves.
+func Parse(sources map[string]string) (*Set, error) {
+	names := make([]string, 0, len(sources))
+	for n := range sources {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	s := &Set{templates: map[string]*template.Template{}}
+	for _, name := range names {
+		if IsPartial(name) {
+			continue
+		}
+		t := template.New(name).Option("missingkey=error").Funcs(Funcs())
+		t.Funcs(template.FuncMap{"include": include(t)})
+		for _, partial := range names {
+			if !IsPartial(partial) {
+				continue
+			}
+			if _, err := t.New(partial).Parse(sources[partial]); err != nil {
+				return nil, fmt.Errorf("parse template %q: %w", partial, err)
+			}
+		}
+		if _, err := t.Parse(sources[name]); err != nil {
+			return nil, fmt.Errorf("parse template %q: %w", name, err)
+		}
+		s.templates[name] = t
+	}
+	return s, nil
+}
+
+// IsPartial reports whether a template source of this name is a partial rather than a variant.
+func IsPartial(name string) bool { return strings.HasPrefix(name, "_") }
+
+// include executes the named template of t's set with data and returns its output, so that it can
+// be piped (to nindent, say), which the template action cannot.
+func include(t *template.Template) func(name string, data any) (string, error) {
+	return func(name string, data any) (string, error) {
+		var buf bytes.Buffer
+		if err := t.ExecuteTemplate(&buf, name, data); err != nil {
+			return "", err
+		}
+		return buf.String(), nil
+	}
+}
+
+// Partial is a rendered sidecar: a JSON object with at most metadata.labels, metadata.annotations,
+// spec.containers, spec.initContainers, spec.volumes and spec.imagePullSecrets.
+type Partial map[string]any
+
+// allowed lists the fields a rendered partial Pod may set, by section.
+var allowed = map[string]map[string]bool{
+	"metadata": {"labels": true, "annotations": true},
+	"spec":     {"containers": true, "initContainers": true, "volumes": true, "imagePullSecrets": true},
+}
+
+// Render executes the variant's template against data and checks that the output is a partial Pod.
+func (s *Set) Render(variant string, data Data) (p Partial, err error) {
+	t, ok := s.templates[variant]
+	if !ok {
+		return nil, fmt.Errorf("%w %q", ErrUnknownVariant, variant)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			p, err = nil, fmt.Errorf("%w: variant %q: panic: %v", ErrTemplate, variant, r)
+		}
+	}()
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, data); err != nil {
+		return nil, fmt.Errorf("%w: variant %q: %w", ErrTemplate, variant, err)
+	}
+	return parsePartial(variant, buf.Bytes())
+}
+
+func parsePartial(variant string, out []byte) (Partial, error) {
+	// Strict decoding into the Pod type catches misspelt and mistyped fields with their path.
+	var typed corev1.Pod
+	if err := yaml.UnmarshalStrict(out, &typed); err != nil {
+		return nil, fmt.Errorf("%w: variant %q rendered an invalid pod: %w", ErrTemplate, variant, err)
+	}
+	js, err := yaml.YAMLToJSON(out)
+	if err != nil {
+		return nil, fmt.Errorf("%w: variant %q: %w", ErrTemplate, variant, err)
+	}
+	var p Partial
+	if err := json.Unmarshal(js, &p); err != nil {
+		return nil, fmt.Errorf("%w: variant %q: %w", ErrTemplate, variant, err)
+	}
+	if p == nil {
+		return Partial{}, nil
+	}
+	for key, section := range p {
+		if key == "apiVersion" || key == "kind" {
+			continue
+		}
+		fields, known := allowed[key]
+		if !known {
+			return nil, fmt.Errorf("%w: variant %q sets %q; a sidecar template may set only metadata and spec", ErrTemplate, variant, key)
+		}
+		m, ok := section.(map[string]any)
+		if !ok && section != nil {
+			return nil, fmt.Errorf("%w: variant %q: %s is not an object", ErrTemplate, variant, key)
+		}
+		for field := range m {
+			if !fields[field] {
+				return nil, fmt.Errorf("%w: variant %q sets %s.%s; a sidecar template may set only %s", ErrTemplate, variant, key, field, strings.Join(sortedKeys(fields), ", "))
+			}
+		}
+	}
+	return p, nil
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,217 @@
+# The mutating policy: for each pod the webhook (or the offline CLI) sees, decides whether it gets the
+# sidecar, from which template variant, with which values, and says why in sentences people can act on.
+package injector.mutate
+
+import data.injector.lib
+
+# METADATA
+# title: Injection decision
+# description: >-
+#   {"inject", "variant", "values", "reasons", "warnings"} for the pod in input. Defined for every
+#   input, with exactly one value and at least one reason. The checks run in priority order: the first
+#   that skips the pod decides.
+decision := skip([reason], []) if {
+	reason := precondition_skip
+} else := skip(selection.reasons, array.concat(lib.switch_warnings, leftover_warnings)) if {
+	not selection.inject
+} else := injection
+
+# Reached only if a rule above is left undefined (say, by a modified bundle): the decision stays defined.
+default decision := {
+	"inject": false,
+	"variant": "",
+	"values": {},
+	"reasons": ["the injection policy reached no decision for this pod; not injecting"],
+	"warnings": [],
+}
+
+skip(reasons, warnings) := {
+	"inject": false,
+	"variant": "",
+	"values": {},
+	"reasons": reasons,
+	"warnings": warnings,
+}
+
+injection := {
+	"inject": true,
+	"variant": variant.name,
+	"values": object.union_n(array.concat([lib.values], [override.values | some override in resource_overrides])),
+	"reasons": flatten([
+		selection.reasons,
+		reinjection_reasons,
+		[variant.reason],
+		[override.reason | some override in resource_overrides],
+	]),
+	"warnings": flatten([lib.switch_warnings, variant_warnings, resource_warnings]),
+}
+
+flatten(lists) := [item | some list in lists; some item in list]
+
+# METADATA
+# title: Checks that skip a pod whatever it asks for
+# description: >-
+#   The reason the pod is skipped before its own choice and the defaults are looked at; undefined when
+#   none applies. In order: operation, excluded namespace, namespace switched off, hostNetwork, an
+#   injection status (same revision, or unreadable), Istio's own injection.
+precondition_skip := "the request names no operation: pods are injected on CREATE only" if {
+	lib.operation == ""
+} else := sprintf("operation %s: pods are injected on CREATE only", [lib.operation]) if {
+	lib.operation != "CREATE"
+} else := sprintf("namespace %q is excluded from injection", [lib.namespace_name]) if {
+	lib.namespace_name in lib.excluded_namespaces
+} else := sprintf("namespace %q is the injector's own namespace and is excluded from injection", [lib.namespace_name]) if {
+	lib.injector_namespace != ""
+	lib.namespace_name == lib.injector_namespace
+} else := sprintf("namespace %q is labelled %s=disabled", [lib.namespace_name, lib.namespace_switch.key]) if {
+	lib.namespace_disabled
+} else := "pod uses hostNetwork: its traffic cannot be redirected through a sidecar" if {
+	lib.host_network
+} else := sprintf("pod is already injected at revision %q", [lib.revision]) if {
+	lib.status.revision == lib.revision
+} else := sprintf(
+	"pod annotation %s is not a JSON object with a revision: the injected containers cannot be safely stripped and re-injected, so the pod is left as it is",
+	[lib.status_annotation],
+) if {
+	lib.status_invalid
+} else := sprintf("pod is already injected by Istio (it has annotation %s)", [lib.istio_status_annotation]) if {
+	lib.istio_injected
+}
+
+# METADATA
+# title: The pod's own choice, then the defaults
+# description: >-
+#   {"inject", "reasons"}: an explicit opt-out or opt-in decides; otherwise the namespace must be
+#   enabled, never_inject_selectors beat always_inject_selectors, and the global policy decides the rest.
+selection := {"inject": false, "reasons": [sprintf("%s opts the pod out", [lib.switch_string(lib.pod_switch)])]} if {
+	lib.opted_out
+} else := {"inject": true, "reasons": [sprintf("%s opts the pod in", [lib.switch_string(lib.pod_switch)])]} if {
+	lib.opted_in
+} else := {"inject": false, "reasons": [namespace_not_enabled_reason]} if {
+	not lib.namespace_enabled
+} else := {"inject": false, "reasons": [namespace_enabled_reason, selector_reason("never_inject_selectors", index, lib.never_inject_selectors)]} if {
+	index := first_match(lib.never_inject_selectors)
+} else := {"inject": true, "reasons": [namespace_enabled_reason, selector_reason("always_inject_selectors", index, lib.always_inject_selectors)]} if {
+	index := first_match(lib.always_inject_selectors)
+} else := {"inject": true, "reasons": [namespace_enabled_reason, "the global injection policy is enabled: pods in enabled namespaces are injected unless they opt out"]} if {
+	lib.global_policy == "enabled"
+} else := {"inject": false, "reasons": [namespace_enabled_reason, policy_disabled_reason]}
+
+namespace_enabled_reason := sprintf("namespace %q is labelled %s=enabled", [lib.namespace_name, lib.namespace_switch.key])
+
+namespace_not_enabled_reason := sprintf(
+	"namespace %q is not labelled %s (its label %s=%q neither enables nor disables injection)",
+	[lib.namespace_name, enabling_labels, lib.namespace_switch.key, lib.namespace_switch.value],
+) if {
+	lib.namespace_switch
+} else := sprintf("namespace %q is not labelled %s", [lib.namespace_name, enabling_labels])
+
+# "istio-injection=enabled or rego-injector.io/inject=enabled"
+enabling_labels := concat(" or ", [sprintf("%s=enabled", [key]) | some key in lib.namespace_label_keys]) if {
+	count(lib.namespace_label_keys) > 0
+} else := "with an injection label (config namespace_labels lists none)"
+
+policy_disabled_reason := sprintf(
+	"the global injection policy is disabled: pods in namespace %q are injected only when they opt in with %s",
+	[lib.namespace_name, opt_in_hint],
+) if {
+	lib.global_policy == "disabled"
+} else := sprintf(
+	"the global injection policy has unknown value %q and is treated as disabled: pods in namespace %q are injected only when they opt in with %s",
+	[lib.global_policy, lib.namespace_name, opt_in_hint],
+)
+
+opt_in_hint := sprintf("label %s=\"true\"", [lib.pod_keys[0]]) if {
+	count(lib.pod_keys) > 0
+} else := "an opt-in label (config pod_keys lists none)"
+
+# Index of the first selector in selectors that matches the pod's labels; undefined when none does.
+first_match(selectors) := matches[0] if {
+	matches := [index | some index, selector in selectors; lib.selector_matches(selector, lib.pod_labels)]
+}
+
+selector_reason(setting, index, selectors) := sprintf(
+	"pod labels match %s[%d] (%s)",
+	[setting, index, lib.selector_string(selectors[index])],
+)
+
+# Left-over injected containers of another revision on a pod that is no longer injected.
+leftover_warnings := [sprintf(
+	"pod carries containers injected at revision %q but is no longer selected for injection: they are left as they are",
+	[lib.status.revision],
+)] if {
+	lib.status
+} else := []
+
+reinjection_reasons := [sprintf(
+	"re-injecting: pod was injected at revision %q, bundle is now %q",
+	[lib.status.revision, lib.revision],
+)] if {
+	lib.status
+} else := []
+
+# METADATA
+# title: Template variant
+# description: >-
+#   {"name", "reason"}: a variant the pod asks for by annotation (when requestable), else native for
+#   run-to-completion owners, else the first image rule a container matches, else sidecar.
+variant := {"name": request.value, "reason": sprintf("pod annotation %s=%q asks for variant %s", [request.key, request.value, request.value])} if {
+	request := variant_request
+	request.value in lib.requestable_variants
+} else := {"name": "native", "reason": sprintf("owner %s runs to completion: native sidecar", [lib.owner_string])} if {
+	lib.owner.kind in lib.native_owner_kinds
+} else := {"name": match.variant, "reason": sprintf("container %q image %q matches %q: variant %s", [match.container, match.image, match.pattern, match.variant])} if {
+	match := image_match
+} else := {"name": "sidecar", "reason": "no variant requested, no run-to-completion owner and no image rule matched: default variant sidecar"}
+
+# The first variant annotation the pod has, as {"key", "value"}.
+variant_request := found[0] if {
+	found := [{"key": key, "value": value} | some key in lib.variant_annotations; value := lib.pod_annotations[key]]
+}
+
+variant_warnings := [sprintf(
+	"pod annotation %s=%q asks for a variant pods may not request (allowed: %s); ignoring it",
+	[request.key, request.value, concat(", ", sort([sprintf("%v", [name]) | some name in lib.requestable_variants]))],
+)] if {
+	request := variant_request
+	not request.value in lib.requestable_variants
+} else := []
+
+# The first image rule a container matches: config image_variants in order, then each rule's patterns
+# in order, then containers in order. A null delimiter list lets `*` match across `/` and `.`.
+image_match := matches[0] if {
+	matches := [{"variant": rule.variant, "pattern": pattern, "container": container.name, "image": container.image} |
+		some rule in lib.image_variants
+		is_string(rule.variant)
+		some pattern in rule.images
+		is_string(pattern)
+		some container in lib.containers
+		is_string(container.image)
+		glob.match(pattern, null, container.image)
+	]
+}
+
+# Kubernetes resource quantity: 100m, 0.5, 128Mi, 1G, 1e3.
+quantity_pattern := `^([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$`
+
+# Per-pod proxy resource overrides, as {"values", "reason"}, in annotation key order.
+resource_overrides := [{
+	"values": {"proxy": {"resources": {kind: {resource: value}}}},
+	"reason": sprintf("pod annotation %s=%q sets proxy %s.%s", [key, value, kind, resource]),
+} |
+	some key, path in lib.resource_annotations
+	value := lib.pod_annotations[key]
+	quantity(value)
+	[kind, resource] := path
+]
+
+resource_warnings := [sprintf("pod annotation %s=%q is not a resource quantity; ignoring it", [key, value]) |
+	some key, _ in lib.resource_annotations
+	value := lib.pod_annotations[key]
+	not quantity(value)
+]
+
+quantity(value) if {
+	is_string(value)
+	regex.match(quantity_pattern, value)
+}
