@@ -97,4 +97,3 @@ func isIndex(key string) bool {
 	}
 	return true
 }
-

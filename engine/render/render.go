@@ -22,8 +22,6 @@ var ErrUnknownVariant = errors.New("no template for variant")
 // ErrTemplate marks a template that failed to execute or produced something other than a partial Pod.
 var ErrTemplate = errors.New("template error")
 
-
-
 // Data is the model a template executes against: see docs/templates.md.
 type Data struct {
 	// Pod is the pod being injected, as the Kubernetes Go types read it.

@@ -1,0 +1,53 @@
+# rego-injector: `make help` lists the targets. `make test` never changes the tree.
+
+GO        ?= go
+OPA       := $(GO) tool opa
+BIN       := bin/rego-injector
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION)
+POLICIES  := policies bundles/default
+STAGE     := build/bundle-default
+FUZZTIME  ?= 30s
+
+.PHONY: help run build test go-test opa-test lint bundle bench fuzz clean
+
+help: ## list the targets
+	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+run: build ## start the webhook on https://127.0.0.1:8443 with the embedded default bundle
+	$(BIN) serve $(ARGS)
+
+build: ## build bin/rego-injector
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/rego-injector
+
+test: lint opa-test go-test ## every check and test: gofmt, go vet, opa fmt/check/test, go test -race
+
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+opa-test: ## opa fmt, opa check and opa test on the shipped policies, with OPA's own CLI
+	$(OPA) fmt --fail --list $(POLICIES) >/dev/null || { echo "opa fmt needed:"; $(OPA) fmt --list $(POLICIES); exit 1; }
+	$(OPA) check --strict $(POLICIES)
+	$(OPA) test $(POLICIES)
+
+go-test: ## go test, with the race detector on the engine
+	$(GO) test -race -count=1 ./engine/...
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /engine/)
+
+bundle: ## build build/default.tar.gz from policies/ and bundles/default with opa build
+	rm -rf $(STAGE) && mkdir -p $(STAGE)
+	cp -R bundles/default/. $(STAGE)/
+	cd policies && find . -name '*.rego' ! -name '*_test.rego' -exec cp --parents {} ../$(STAGE)/ \;
+	$(OPA) build --bundle $(STAGE) --output build/default.tar.gz
+	@echo "wrote build/default.tar.gz"
+
+bench: ## run the Go benchmarks
+	$(GO) test -run '^$$' -bench . -benchmem ./engine/...
+
+fuzz: ## fuzz the decoders that read network input, $(FUZZTIME) each
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./engine/admission
+	$(GO) test -run '^$$' -fuzz '^FuzzInject$$' -fuzztime $(FUZZTIME) ./engine/injector
+
+clean: ## remove build outputs
+	rm -rf bin build
