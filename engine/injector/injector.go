@@ -236,7 +236,10 @@ func typedPod(raw []byte, stripped map[string]any, wasStripped bool) (*corev1.Po
 		}
 	}
 	var p corev1.Pod
-	if err := json.Unmarshal(raw, &p); err != nil {
+	// A field of the wrong type (an old manifest's `lun: "2"`, say) leaves that field unset in the
+	// template's view; the pod itself is patched from its raw form, and the apiserver judges it.
+	var typeErr *json.UnmarshalTypeError
+	if err := json.Unmarshal(raw, &p); err != nil && !errors.As(err, &typeErr) {
 		return nil, fmt.Errorf("decode the pod as a Kubernetes Pod: %w", err)
 	}
 	return &p, nil
