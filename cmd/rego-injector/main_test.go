@@ -1,0 +1,104 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const workloads = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: team-a}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: app, image: nginx}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: m, image: migrate}]
+---
+# a Service is passed through as written
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec: {ports: [{port: 80}]}
+`
+
+func runCmd(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(t.Context(), args, strings.NewReader(stdin), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestInjectAndExplain(t *testing.T) {
+	code, out, stderr := runCmd(t, workloads, "inject", "-f", "-", "--namespace-labels", "istio-injection=enabled")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if strings.Count(out, "name: istio-proxy") != 2 || !strings.Contains(out, "restartPolicy: Always") {
+		t.Errorf("want both workloads injected, the Job natively:\n%s", out)
+	}
+	if !strings.Contains(out, "# a Service is passed through as written\napiVersion: v1\nkind: Service\nmetadata: {name: web}\n") {
+		t.Errorf("the Service was rewritten:\n%s", out)
+	}
+	// The output injected again is the output.
+	code, again, _ := runCmd(t, out, "inject", "-f", "-", "--namespace-labels", "istio-injection=enabled")
+	if code != 0 || again != out {
+		t.Errorf("second injection changed the output (exit %d)", code)
+	}
+
+	// Namespace labels from the environment, JSON explanation.
+	t.Setenv("REGO_INJECTOR_NAMESPACE_LABELS", "istio-injection=disabled")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "m.yaml")
+	if err := os.WriteFile(file, []byte(workloads), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr = runCmd(t, "", "explain", "-f", file, "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var got []struct {
+		Kind     string
+		Decision struct {
+			Inject  bool
+			Reasons []string
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if len(got) != 2 || got[0].Decision.Inject || !strings.Contains(strings.Join(got[0].Decision.Reasons, " "), "disabled") {
+		t.Errorf("want two workloads skipped because the namespace is disabled: %s", out)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"nope"},
+		{"inject"},
+		{"explain", "-f", "-", "-o", "xml"},
+		{"inject", "-f", "-", "--namespace-labels", "novalue"},
+		{"serve", "--tls-cert-file", "x"},
+	} {
+		if code, _, _ := runCmd(t, "", args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+	if code, _, stderr := runCmd(t, "kind: [", "inject", "-f", "-"); code != 1 || !strings.Contains(stderr, "document 1") {
+		t.Errorf("bad YAML: exit %d, %s", code, stderr)
+	}
+}

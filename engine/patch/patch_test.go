@@ -1,0 +1,98 @@
+package patch_test
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"testing"
+
+	evanphx "gopkg.in/evanphx/json-patch.v4"
+
+	"github.com/rego-injector/rego-injector/engine/patch"
+)
+
+func decode(t *testing.T, s string) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func apply(t *testing.T, doc, p []byte) map[string]any {
+	t.Helper()
+	dp, err := evanphx.DecodePatch(p)
+	if err != nil {
+		t.Fatalf("decode %s: %v", p, err)
+	}
+	out, err := dp.Apply(doc)
+	if err != nil {
+		t.Fatalf("apply %s: %v", p, err)
+	}
+	return decode(t, string(out))
+}
+
+func TestCreate(t *testing.T) {
+	for name, tc := range map[string]struct {
+		before, after string
+		allowRemove   bool
+		wantErr       error
+		want          string
+	}{
+		"no change": {before: `{"a":1}`, after: `{"a":1}`, want: "null"},
+		"slash and tilde keys are escaped": {
+			before: `{"metadata":{"annotations":{"x":"1"}}}`,
+			after:  `{"metadata":{"annotations":{"x":"1","a/b":"2","c~d":"3","q\"uote":"4"}}}`,
+			want:   `[{"op":"add","path":"/metadata/annotations/a~1b","value":"2"},{"op":"add","path":"/metadata/annotations/c~0d","value":"3"},{"op":"add","path":"/metadata/annotations/q\"uote","value":"4"}]`,
+		},
+		"prepend and append in lists": {
+			before: `{"spec":{"containers":[{"name":"app"}],"initContainers":[{"name":"i"}]}}`,
+			after:  `{"spec":{"containers":[{"name":"app"},{"name":"proxy"}],"initContainers":[{"name":"p"},{"name":"i"}]}}`,
+			want:   `[{"op":"add","path":"/spec/containers/1","value":{"name":"proxy"}},{"op":"add","path":"/spec/initContainers/0","value":{"name":"p"}}]`,
+		},
+		"remove refused":          {before: `{"a":1,"b":2}`, after: `{"a":1}`, wantErr: patch.ErrRemovesUserData},
+		"remove allowed on strip": {before: `{"a":1,"b":2}`, after: `{"a":1}`, allowRemove: true, want: `[{"op":"remove","path":"/b"}]`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := patch.Create([]byte(tc.before), decode(t, tc.after), tc.allowRemove)
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("error %v, want %v", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.want == "null" {
+				if got != nil {
+					t.Fatalf("got %s, want no patch", got)
+				}
+				return
+			}
+			if string(got) != tc.want {
+				t.Errorf("patch\n got %s\nwant %s", got, tc.want)
+			}
+			if applied := apply(t, []byte(tc.before), got); !reflect.DeepEqual(applied, decode(t, tc.after)) {
+				t.Errorf("applied patch gives %v", applied)
+			}
+		})
+	}
+}
+
+// TestCreateIsDeterministic: map iteration order must not leak into the patch.
+func TestCreateIsDeterministic(t *testing.T) {
+	before := `{"metadata":{"labels":{}},"spec":{}}`
+	after := decode(t, `{"metadata":{"labels":{"a":"1","b":"2","c":"3","d":"4","e":"5"},"annotations":{"x":"1","y":"2"}},"spec":{"v":[1],"w":[2]}}`)
+	first, err := patch.Create([]byte(before), after, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		again, err := patch.Create([]byte(before), after, false)
+		if err != nil || string(again) != string(first) {
+			t.Fatalf("patch changed between runs:\n%s\n%s", first, again)
+		}
+	}
+}

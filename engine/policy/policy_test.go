@@ -1,0 +1,142 @@
+package policy_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/bundle"
+
+	"github.com/rego-injector/rego-injector/engine/policy"
+)
+
+// bundleOf builds an in-memory bundle from a mutate rule body and a sidecar template.
+func bundleOf(t testing.TB, mutate string) *bundle.Bundle {
+	t.Helper()
+	mods := map[string]string{
+		"mutate.rego":   "package injector.mutate\n\n" + mutate,
+		"validate.rego": "package injector.validate\n\ndeny contains msg if {\n\tinput.object.metadata.name == \"bad\"\n\tmsg := \"bad name\"\n}\n\nwarn contains \"careful\" if input.object.metadata.name == \"risky\"\n",
+	}
+	b := &bundle.Bundle{
+		Manifest: bundle.Manifest{Revision: "test-1", Roots: &[]string{"injector"}},
+		Data:     map[string]any{"injector": map[string]any{"templates": map[string]any{"sidecar": "spec: {}\n", "_shared": ""}}},
+	}
+	for name, src := range mods {
+		m, err := ast.ParseModuleWithOpts(name, src, ast.ParserOptions{RegoVersion: ast.RegoV1})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		b.Modules = append(b.Modules, bundle.ModuleFile{URL: name, Path: name, Raw: []byte(src), Parsed: m})
+	}
+	return b
+}
+
+func decide(t *testing.T, mutate string) (policy.Decision, error) {
+	t.Helper()
+	p, err := policy.Compile(t.Context(), bundleOf(t, mutate))
+	if err != nil {
+		t.Fatalf("compile: %v", err)
+	}
+	return p.Decide(t.Context(), ast.MustParseTerm(`{"object": {"metadata": {"name": "web"}}}`).Value)
+}
+
+func TestDecisionShapes(t *testing.T) {
+	for name, tc := range map[string]struct {
+		rule    string
+		wantErr error
+		want    string
+	}{
+		"inject":               {`decision := {"inject": true, "variant": "sidecar", "values": {"a": 1}, "reasons": ["r"]}`, nil, ""},
+		"skip":                 {`decision := {"inject": false, "reasons": ["r"], "warnings": ["w"]}`, nil, ""},
+		"undefined":            {`decision := 1 if false`, policy.ErrUndefined, "is undefined"},
+		"not an object":        {`decision := "yes"`, policy.ErrMalformed, "want an object, got a string"},
+		"inject not bool":      {`decision := {"inject": "true", "reasons": ["r"]}`, policy.ErrMalformed, ".inject"},
+		"no reasons":           {`decision := {"inject": false, "reasons": []}`, policy.ErrMalformed, "at least one reason"},
+		"reasons not strings":  {`decision := {"inject": false, "reasons": [1]}`, policy.ErrMalformed, "reasons[0]"},
+		"variant missing":      {`decision := {"inject": true, "reasons": ["r"]}`, policy.ErrMalformed, "no variant"},
+		"variant not a string": {`decision := {"inject": true, "variant": 3, "reasons": ["r"]}`, policy.ErrMalformed, ".variant"},
+		"values not an object": {`decision := {"inject": true, "variant": "sidecar", "values": [], "reasons": ["r"]}`, policy.ErrMalformed, ".values"},
+		"conflict":             {"decision := {\"inject\": false, \"reasons\": [\"a\"]} if input.object\n\ndecision := {\"inject\": false, \"reasons\": [\"b\"]} if input.object.metadata", nil, "conflict"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			d, err := decide(t, tc.rule)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			case tc.wantErr != nil && !errors.Is(err, tc.wantErr):
+				t.Fatalf("error %v is not %v", err, tc.wantErr)
+			case err == nil && len(d.Reasons) == 0:
+				t.Fatal("a valid decision lost its reasons")
+			}
+		})
+	}
+}
+
+func TestCompileRefusesBrokenBundles(t *testing.T) {
+	b := bundleOf(t, `decision := {"inject": false, "reasons": ["r"]}`)
+	b.Data["injector"] = map[string]any{}
+	if _, err := policy.Compile(t.Context(), b); !errors.Is(err, policy.ErrUndefined) {
+		t.Errorf("bundle without templates: %v", err)
+	}
+	b = bundleOf(t, `decision := {"inject": false, "reasons": ["r"]}`)
+	b.Data["injector"].(map[string]any)["templates"] = map[string]any{"sidecar": 3}
+	if _, err := policy.Compile(t.Context(), b); !errors.Is(err, policy.ErrMalformed) {
+		t.Errorf("template that is not text: %v", err)
+	}
+	if _, err := policy.Compile(t.Context()); !errors.Is(err, policy.ErrNoBundle) {
+		t.Errorf("no bundle: %v", err)
+	}
+}
+
+func TestValidateAndVariants(t *testing.T) {
+	p, err := policy.Compile(t.Context(), bundleOf(t, `decision := {"inject": false, "reasons": ["r"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := p.Validate(t.Context(), ast.MustParseTerm(`{"object": {"metadata": {"name": "bad"}}}`).Value)
+	if err != nil || len(v.Deny) != 1 || v.Deny[0] != "bad name" || len(v.Warn) != 0 {
+		t.Errorf("verdict %+v, %v", v, err)
+	}
+	if got := fmt.Sprint(p.Variants()); got != "[sidecar]" {
+		t.Errorf("variants %s: partials are not variants", got)
+	}
+	if p.Revision() != "test-1" {
+		t.Errorf("revision %q", p.Revision())
+	}
+}
+
+// Example shows the two phases: compile a bundle once, then decide per request.
+func Example() {
+	src := `package injector.mutate
+
+decision := {"inject": true, "variant": "sidecar", "reasons": [sprintf("namespace %s is enabled", [input.namespace.name])]} if {
+	input.namespace.labels["istio-injection"] == "enabled"
+} else := {"inject": false, "reasons": ["namespace is not enabled"]}
+`
+	validate := "package injector.validate\n\ndeny := set()\n\nwarn := set()\n"
+	b := &bundle.Bundle{
+		Manifest: bundle.Manifest{Revision: "example-1", Roots: &[]string{"injector"}},
+		Data:     map[string]any{"injector": map[string]any{"templates": map[string]any{"sidecar": "spec: {}\n"}}},
+	}
+	for name, text := range map[string]string{"mutate.rego": src, "validate.rego": validate} {
+		b.Modules = append(b.Modules, bundle.ModuleFile{URL: name, Path: name, Raw: []byte(text), Parsed: ast.MustParseModuleWithOpts(text, ast.ParserOptions{RegoVersion: ast.RegoV1})})
+	}
+	ctx := context.Background()
+	p, err := policy.Compile(ctx, b)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	d, err := p.Decide(ctx, ast.MustParseTerm(`{"namespace": {"name": "team-a", "labels": {"istio-injection": "enabled"}}}`).Value)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(d.Inject, d.Variant, d.Reasons, p.Revision())
+	// Output: true sidecar [namespace team-a is enabled] example-1
+}

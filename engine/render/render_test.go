@@ -1,0 +1,95 @@
+package render_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/rego-injector/rego-injector/engine/render"
+	"github.com/rego-injector/rego-injector/engine/workload"
+)
+
+func data() render.Data {
+	return render.Data{
+		Pod: &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Annotations: map[string]string{"a": "1"}, Labels: map[string]string{"app": "web"}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app"}}}},
+		Values:   map[string]any{"image": "proxy:1", "empty": "", "nested": map[string]any{"cpu": "100m"}},
+		Variant:  "sidecar",
+		Revision: "r1",
+	}
+}
+
+func TestFunctions(t *testing.T) {
+	const tmpl = `metadata:
+  annotations:
+    a: {{ annotation .Pod "a" "none" | quote }}
+    b: {{ annotation .Pod.ObjectMeta "b" "none" | quote }}
+    c: {{ label .Pod "app" "" | quote }}
+    d: {{ isset .Values "image" | quote }}
+    e: {{ isset .Values "nope" | quote }}
+    f: {{ valueOrDefault .Values.empty "fallback" | quote }}
+    g: {{ toJSON .Values.nested | quote }}
+    h: {{ include "_x" . | quote }}
+    i: {{ if .Owner }}{{ .Owner.Kind }}{{ else }}bare{{ end }}
+spec:
+  containers:
+  - name: proxy
+    image: {{ .Values.image }}
+    resources:
+      requests:
+        {{- toYaml .Values.nested | nindent 8 }}
+`
+	set, err := render.Parse(map[string]string{"sidecar": tmpl, "_x": `{{ define "_x" }}{{ .Revision }}-{{ .Variant }}{{ end }}`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := set.Render("sidecar", data())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ann := p["metadata"].(map[string]any)["annotations"].(map[string]any)
+	want := map[string]string{"a": "1", "b": "none", "c": "web", "d": "true", "e": "false", "f": "fallback", "g": `{"cpu":"100m"}`, "h": "r1-sidecar", "i": "bare"}
+	for k, v := range want {
+		if ann[k] != v {
+			t.Errorf("annotation %s = %v, want %q", k, ann[k], v)
+		}
+	}
+	c := p["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)
+	if c["resources"].(map[string]any)["requests"].(map[string]any)["cpu"] != "100m" {
+		t.Errorf("toYaml/nindent: %v", c)
+	}
+	d := data()
+	d.Owner = &workload.Owner{Kind: "Job", Name: "x"}
+	if p, err = set.Render("sidecar", d); err != nil || p["metadata"].(map[string]any)["annotations"].(map[string]any)["i"] != "Job" {
+		t.Errorf("owner: %v %v", p, err)
+	}
+}
+
+func TestRenderErrors(t *testing.T) {
+	for name, tmpl := range map[string]string{
+		"missing key":       "spec:\n  containers:\n  - name: {{ .Values.nope }}\n",
+		"not hermetic":      `{{ env "HOME" }}`,
+		"unknown field":     "spec:\n  containers:\n  - name: x\n    imag: y\n",
+		"forbidden section": "status:\n  phase: Running\n",
+		"forbidden field":   "spec:\n  serviceAccountName: root\n",
+		"duplicate key":     "spec:\n  containers: []\n  containers: []\n",
+		"panic":             "{{ div 1 0 }}",
+	} {
+		t.Run(name, func(t *testing.T) {
+			set, err := render.Parse(map[string]string{"v": tmpl})
+			if err != nil {
+				return // refused at parse time: good
+			}
+			if _, err := set.Render("v", data()); err == nil || !errors.Is(err, render.ErrTemplate) {
+				t.Fatalf("error %v, want a template error", err)
+			}
+		})
+	}
+	set, _ := render.Parse(map[string]string{"v": "{}"})
+	if _, err := set.Render("other", data()); !errors.Is(err, render.ErrUnknownVariant) || !strings.Contains(err.Error(), "other") {
+		t.Fatalf("unknown variant: %v", err)
+	}
+}
