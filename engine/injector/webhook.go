@@ -3,6 +3,7 @@ package injector
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,9 +42,9 @@ func (i *Injector) mutate(ctx context.Context, req *admission.Request) *admissio
 	if res.Patch == nil {
 		i.metrics.Admission("inject", metrics.ResultSkipped, d.Variant, took)
 		log.Info("admission", "decision", "skip", "revision", res.Revision, "reasons", d.Reasons, "duration", took)
-		warnings := append(d.Warnings, prefixed("not injected: ", d.Reasons)...)
-		if d.Inject {
-			warnings = d.Warnings // injected before, nothing to change
+		warnings := d.Warnings
+		if !d.Inject { // tell the client why; an injected pod that needed no change has nothing to explain
+			warnings = append(slices.Clip(warnings), prefixed("not injected: ", d.Reasons)...)
 		}
 		return admission.Allowed(warnings...)
 	}

@@ -1,0 +1,104 @@
+package inject_test
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/rego-injector/rego-injector/engine/inject"
+	"github.com/rego-injector/rego-injector/engine/render"
+)
+
+func obj(t *testing.T, s string) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+const pod = `{"metadata":{"name":"web","labels":{"app":"web","tier":"user"}},
+ "spec":{"containers":[{"name":"app","image":"nginx"},{"name":"proxy","image":"mine","env":[{"name":"A","value":"user"}]}],
+  "initContainers":[{"name":"setup"}],"volumes":[{"name":"data","emptyDir":{}}]}}`
+
+const partial = `{"metadata":{"labels":{"tier":"template","mesh":"on"},"annotations":{"note":"x"}},
+ "spec":{"containers":[{"name":"proxy","image":"template","args":["run"],"env":[{"name":"A","value":"template"},{"name":"B","value":"template"}]}],
+  "initContainers":[{"name":"net"},{"name":"proxy-native"}],
+  "volumes":[{"name":"data","emptyDir":{"medium":"Memory"}},{"name":"token"}],"imagePullSecrets":[{"name":"pull"}]}}`
+
+func TestApplyMergeRules(t *testing.T) {
+	p := obj(t, pod)
+	if err := inject.Apply(p, render.Partial(obj(t, partial)), inject.Status{Variant: "v", Revision: "r"}); err != nil {
+		t.Fatal(err)
+	}
+	spec := p["spec"].(map[string]any)
+	names := func(field string) []string {
+		var out []string
+		for _, c := range spec[field].([]any) {
+			out = append(out, c.(map[string]any)["name"].(string))
+		}
+		return out
+	}
+	if got := names("containers"); !reflect.DeepEqual(got, []string{"app", "proxy"}) {
+		t.Errorf("containers %v: the existing proxy must stay in place", got)
+	}
+	if got := names("initContainers"); !reflect.DeepEqual(got, []string{"net", "proxy-native", "setup"}) {
+		t.Errorf("init containers %v: the template's go first, in order", got)
+	}
+	if got := names("volumes"); !reflect.DeepEqual(got, []string{"data", "token"}) {
+		t.Errorf("volumes %v", got)
+	}
+	proxy := spec["containers"].([]any)[1].(map[string]any)
+	if proxy["image"] != "mine" || proxy["args"] == nil {
+		t.Errorf("the pod's own proxy fields must win, the template's fill in: %v", proxy)
+	}
+	env := map[string]any{}
+	for _, e := range proxy["env"].([]any) {
+		env[e.(map[string]any)["name"].(string)] = e.(map[string]any)["value"]
+	}
+	if env["A"] != "user" || env["B"] != "template" {
+		t.Errorf("env merged by name, the pod's winning: %v", env)
+	}
+	if spec["volumes"].([]any)[0].(map[string]any)["emptyDir"].(map[string]any)["medium"] != nil {
+		t.Error("the pod's own volume was overwritten")
+	}
+	labels := p["metadata"].(map[string]any)["labels"].(map[string]any)
+	if labels["tier"] != "user" || labels["mesh"] != "on" {
+		t.Errorf("labels %v", labels)
+	}
+	st, ok, err := inject.ReadStatus(p)
+	if err != nil || !ok {
+		t.Fatalf("status: %v %v", ok, err)
+	}
+	want := inject.Status{Variant: "v", Revision: "r", Containers: []string{"proxy"}, InitContainers: []string{"net", "proxy-native"},
+		Volumes: []string{"token"}, ImagePullSecrets: []string{"pull"}, Labels: []string{"mesh"}, Annotations: []string{"note"}}
+	if !reflect.DeepEqual(st, want) {
+		t.Errorf("status\n got %+v\nwant %+v", st, want)
+	}
+}
+
+func TestStripUndoesApply(t *testing.T) {
+	const plain = `{"metadata":{"name":"web"},"spec":{"containers":[{"name":"app"}]}}`
+	p := obj(t, plain)
+	if err := inject.Apply(p, render.Partial(obj(t, partial)), inject.Status{Variant: "v", Revision: "r"}); err != nil {
+		t.Fatal(err)
+	}
+	injected := runtime.DeepCopyJSON(p)
+	stripped, err := inject.Strip(p)
+	if err != nil || !stripped {
+		t.Fatalf("strip: %v %v", stripped, err)
+	}
+	if !reflect.DeepEqual(p, obj(t, plain)) {
+		t.Errorf("strip(apply(pod)) != pod:\n%v\nfrom %v", p, injected)
+	}
+	if again, err := inject.Strip(p); again || err != nil {
+		t.Errorf("stripping a pod without status: %v %v", again, err)
+	}
+	bad := obj(t, `{"metadata":{"annotations":{"rego-injector.io/status":"{"}}}`)
+	if _, err := inject.Strip(bad); err == nil {
+		t.Error("an unreadable status must be an error, not a guess")
+	}
+}
