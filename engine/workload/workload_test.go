@@ -22,7 +22,7 @@ func TestOwnerOf(t *testing.T) {
 		pod  string
 		want *workload.Owner
 	}{
-		"bare": {`{"metadata":{}}`, nil},
+		"bare":           {`{"metadata":{}}`, nil},
 		"not controller": {`{"metadata":{"ownerReferences":[{"kind":"Node","name":"n"}]}}`, nil},
 		"deployment": {`{"metadata":{"labels":{"pod-template-hash":"abc"},"ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"web-abc","controller":true}]}}`,
 			&workload.Owner{APIVersion: "apps/v1", Kind: "Deployment", Name: "web"}},
