@@ -17,8 +17,8 @@ help: ## list the targets
 run: build ## start the webhook on https://127.0.0.1:8443 with the embedded default bundle
 	$(BIN) serve $(ARGS)
 
-build: ## build bin/rego-injector
-	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/rego-injector
+build: ## build bin/rego-injector (static, runs on a scratch image)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/rego-injector
 
 test: lint opa-test go-test ## every check and test: gofmt, go vet, opa fmt/check/test, go test -race
 

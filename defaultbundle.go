@@ -20,7 +20,7 @@ var files embed.FS
 
 // DefaultBundle reads the embedded default bundle: the manifest, data and templates of
 // bundles/default and the Rego under policies/, tests left out. `make bundle` builds the same files
-// into bundles/default.tar.gz.
+// into build/default.tar.gz.
 func DefaultBundle() (*bundle.Bundle, error) {
 	sub, err := fs.Sub(files, "bundles/default")
 	if err != nil {

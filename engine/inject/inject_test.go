@@ -74,7 +74,8 @@ func TestApplyMergeRules(t *testing.T) {
 		t.Fatalf("status: %v %v", ok, err)
 	}
 	want := inject.Status{Variant: "v", Revision: "r", Containers: []string{"proxy"}, InitContainers: []string{"net", "proxy-native"},
-		Volumes: []string{"token"}, ImagePullSecrets: []string{"pull"}, Labels: []string{"mesh"}, Annotations: []string{"note"}}
+		Volumes: []string{"token"}, ImagePullSecrets: []string{"pull"}, Labels: []string{"mesh"}, Annotations: []string{"note"},
+		Replaced: map[string]map[string]any{"containers": {"proxy": obj(t, `{"name":"proxy","image":"mine","env":[{"name":"A","value":"user"}]}`)}}}
 	if !reflect.DeepEqual(st, want) {
 		t.Errorf("status\n got %+v\nwant %+v", st, want)
 	}
@@ -100,5 +101,20 @@ func TestStripUndoesApply(t *testing.T) {
 	bad := obj(t, `{"metadata":{"annotations":{"rego-injector.io/status":"{"}}}`)
 	if _, err := inject.Strip(bad); err == nil {
 		t.Error("an unreadable status must be an error, not a guess")
+	}
+}
+
+// TestStripRestoresTheUsersOwnSidecar: a container the pod had under the sidecar's name comes back
+// as it was, not deleted.
+func TestStripRestoresTheUsersOwnSidecar(t *testing.T) {
+	p := obj(t, pod)
+	if err := inject.Apply(p, render.Partial(obj(t, partial)), inject.Status{Variant: "v", Revision: "r"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inject.Strip(p); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(p, obj(t, pod)) {
+		t.Errorf("strip(apply(pod)) != pod:\n got %v\nwant %v", p, obj(t, pod))
 	}
 }

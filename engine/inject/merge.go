@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
 
 	"github.com/rego-injector/rego-injector/engine/render"
@@ -28,10 +29,10 @@ func Apply(pod map[string]any, partial render.Partial, st Status) error {
 	pspec, _ := partial["spec"].(map[string]any)
 
 	var err error
-	if st.Containers, err = mergeContainers(spec, "containers", list(pspec, "containers"), false); err != nil {
+	if st.Containers, err = mergeContainers(spec, "containers", list(pspec, "containers"), false, &st); err != nil {
 		return err
 	}
-	if st.InitContainers, err = mergeContainers(spec, "initContainers", list(pspec, "initContainers"), true); err != nil {
+	if st.InitContainers, err = mergeContainers(spec, "initContainers", list(pspec, "initContainers"), true, &st); err != nil {
 		return err
 	}
 	st.Volumes = addNamed(spec, "volumes", list(pspec, "volumes"))
@@ -47,8 +48,9 @@ func Apply(pod map[string]any, partial render.Partial, st Status) error {
 	return nil
 }
 
-// mergeContainers merges the template's containers into spec[field] and returns their names.
-func mergeContainers(spec map[string]any, field string, tmpl []any, prepend bool) ([]string, error) {
+// mergeContainers merges the template's containers into spec[field] and returns their names. The
+// pod's own containers it merges with are kept in st.Replaced.
+func mergeContainers(spec map[string]any, field string, tmpl []any, prepend bool, st *Status) ([]string, error) {
 	if len(tmpl) == 0 {
 		return nil, nil
 	}
@@ -72,6 +74,13 @@ func mergeContainers(spec map[string]any, field string, tmpl []any, prepend bool
 			continue
 		}
 		user, _ := existing[i].(map[string]any)
+		if st.Replaced == nil {
+			st.Replaced = map[string]map[string]any{}
+		}
+		if st.Replaced[field] == nil {
+			st.Replaced[field] = map[string]any{}
+		}
+		st.Replaced[field][name] = runtime.DeepCopyJSON(user)
 		merged, err := strategicpatch.StrategicMergeMapPatch(tc, user, corev1.Container{})
 		if err != nil {
 			return nil, fmt.Errorf("%s %q: merge the pod's own container over the template's: %w", field, name, err)

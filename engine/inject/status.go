@@ -18,7 +18,11 @@ type Status struct {
 	ImagePullSecrets []string `json:"imagePullSecrets,omitempty"`
 	Labels           []string `json:"labels,omitempty"`
 	Annotations      []string `json:"annotations,omitempty"`
-	Reasons          []string `json:"reasons,omitempty"`
+	// Replaced keeps, by list ("containers", "initContainers") and name, the pod's own containers
+	// that had a sidecar's name and were merged with the template, as they were before: Strip puts
+	// them back rather than deleting them.
+	Replaced map[string]map[string]any `json:"replaced,omitempty"`
+	Reasons  []string                  `json:"reasons,omitempty"`
 }
 
 // ReadStatus returns the pod's injection status; ok is false when the pod carries none.

@@ -12,13 +12,31 @@ func Strip(pod map[string]any) (bool, error) {
 	}
 	meta, _ := pod["metadata"].(map[string]any)
 	spec, _ := pod["spec"].(map[string]any)
-	removeNamed(spec, "containers", st.Containers)
-	removeNamed(spec, "initContainers", st.InitContainers)
+	restoreNamed(spec, "containers", st.Containers, st.Replaced["containers"])
+	restoreNamed(spec, "initContainers", st.InitContainers, st.Replaced["initContainers"])
 	removeNamed(spec, "volumes", st.Volumes)
 	removeNamed(spec, "imagePullSecrets", st.ImagePullSecrets)
 	removeKeys(meta, "labels", st.Labels)
 	removeKeys(meta, "annotations", append(st.Annotations, StatusAnnotation))
 	return true, nil
+}
+
+// restoreNamed removes the named containers, putting back in place those the pod had before.
+func restoreNamed(spec map[string]any, field string, names []string, before map[string]any) {
+	if items, ok := spec[field].([]any); ok {
+		for i, item := range items {
+			if orig, replaced := before[nameOf(item)]; replaced {
+				items[i] = orig
+			}
+		}
+	}
+	var remove []string
+	for _, n := range names {
+		if _, replaced := before[n]; !replaced {
+			remove = append(remove, n)
+		}
+	}
+	removeNamed(spec, field, remove)
 }
 
 func removeNamed(spec map[string]any, field string, names []string) {

@@ -106,6 +106,9 @@ type Result struct {
 	Pod map[string]any
 	// Patch turns Raw into Pod; nil when the pod is left unchanged.
 	Patch []byte
+	// Current is the status of an injection of this revision the pod already carries, or nil. Such a
+	// pod is up to date: a decision not to inject it again is no reason to warn.
+	Current *inject.Status
 }
 
 // Inject decides on the pod and, when policy says so, renders the variant, merges it into a copy of
@@ -120,6 +123,9 @@ func (i *Injector) Inject(ctx context.Context, in Pod) (Result, error) {
 	res := Result{Revision: rev.policy.Revision()}
 	if res.Decision, err = rev.policy.Decide(ctx, e.input); err != nil {
 		return res, err
+	}
+	if st, ok, err := inject.ReadStatus(pod); ok && err == nil && st.Revision == res.Revision {
+		res.Current = &st
 	}
 	if !res.Decision.Inject {
 		return res, nil

@@ -2,6 +2,7 @@ package injector
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"slices"
 	"strings"
@@ -35,21 +36,21 @@ func (i *Injector) mutate(ctx context.Context, req *admission.Request) *admissio
 	took := time.Since(start)
 	if err != nil {
 		i.metrics.Admission("inject", metrics.ResultError, "", took)
-		log.Error("admission failed", "revision", res.Revision, "err", err, "duration", took)
+		log.Error("admission failed", "revision", res.Revision, "err", err, "duration_ms", ms(took))
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	d := res.Decision
 	if res.Patch == nil {
 		i.metrics.Admission("inject", metrics.ResultSkipped, d.Variant, took)
-		log.Info("admission", "decision", "skip", "revision", res.Revision, "reasons", d.Reasons, "duration", took)
+		log.Info("admission", "decision", "skip", "revision", res.Revision, "reasons", d.Reasons, "duration_ms", ms(took))
 		warnings := d.Warnings
-		if !d.Inject { // tell the client why; an injected pod that needed no change has nothing to explain
+		if !d.Inject && res.Current == nil { // tell the client why; an up-to-date pod needs no explaining
 			warnings = append(slices.Clip(warnings), prefixed("not injected: ", d.Reasons)...)
 		}
 		return admission.Allowed(warnings...)
 	}
 	i.metrics.Admission("inject", metrics.ResultInjected, d.Variant, took)
-	log.Info("admission", "decision", "inject", "variant", d.Variant, "revision", res.Revision, "reasons", d.Reasons, "duration", took)
+	log.Info("admission", "decision", "inject", "variant", d.Variant, "revision", res.Revision, "reasons", d.Reasons, "duration_ms", ms(took))
 	resp := admission.Patched(res.Patch, d.Warnings...)
 	resp.AuditAnnotations = map[string]string{"variant": d.Variant, "revision": res.Revision}
 	return resp
@@ -66,18 +67,21 @@ func (i *Injector) validate(ctx context.Context, req *admission.Request) *admiss
 	took := time.Since(start)
 	if err != nil {
 		i.metrics.Admission("validate", metrics.ResultError, "", took)
-		log.Error("admission failed", "revision", rev, "err", err, "duration", took)
+		log.Error("admission failed", "revision", rev, "err", err, "duration_ms", ms(took))
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	if len(v.Deny) > 0 {
 		i.metrics.Admission("validate", metrics.ResultDenied, "", took)
-		log.Info("admission", "decision", "deny", "revision", rev, "deny", v.Deny, "duration", took)
+		log.Info("admission", "decision", "deny", "revision", rev, "deny", v.Deny, "duration_ms", ms(took))
 		return admission.Denied(strings.Join(v.Deny, "; "), v.Warn...)
 	}
 	i.metrics.Admission("validate", metrics.ResultAllowed, "", took)
-	log.Info("admission", "decision", "allow", "revision", rev, "warnings", len(v.Warn), "duration", took)
+	log.Info("admission", "decision", "allow", "revision", rev, "warnings", len(v.Warn), "duration_ms", ms(took))
 	return admission.Allowed(v.Warn...)
 }
+
+// ms is a duration in milliseconds, for log lines.
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func prefixed(prefix string, msgs []string) []string {
 	out := make([]string, len(msgs))
@@ -87,10 +91,17 @@ func prefixed(prefix string, msgs []string) []string {
 	return out
 }
 
-// podName names the pod for logs: its name, or its generateName prefix while it has none.
+// podName names the pod for logs: its name, or its generateName prefix followed by "*" while it
+// has none (the apiserver names a pod after admission).
 func podName(req *admission.Request) string {
 	if req.Name != "" {
 		return req.Name
 	}
-	return "(generated)"
+	var meta struct {
+		Metadata struct {
+			GenerateName string `json:"generateName"`
+		} `json:"metadata"`
+	}
+	_ = json.Unmarshal(req.Object.Raw, &meta)
+	return meta.Metadata.GenerateName + "*"
 }

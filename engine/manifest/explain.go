@@ -17,11 +17,11 @@ func WriteText(w io.Writer, workloads []Workload) error {
 			name = "(unnamed)"
 		}
 		verdict := "not injected"
-		if wl.Decision.Inject {
+		switch {
+		case wl.Current != nil && !wl.Changed:
+			verdict = "already injected, variant " + wl.Current.Variant + "; no change"
+		case wl.Decision.Inject:
 			verdict = "inject, variant " + wl.Decision.Variant
-			if !wl.Changed {
-				verdict += " (already injected; no change)"
-			}
 		}
 		fmt.Fprintf(w, "%s/%s in namespace %s (document %d): %s [revision %s]\n", wl.Kind, name, wl.Namespace, wl.Document, verdict, wl.Revision)
 		for _, r := range wl.Decision.Reasons {

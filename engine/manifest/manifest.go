@@ -14,6 +14,7 @@ import (
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
+	"github.com/rego-injector/rego-injector/engine/inject"
 	"github.com/rego-injector/rego-injector/engine/injector"
 	"github.com/rego-injector/rego-injector/engine/policy"
 )
@@ -59,8 +60,10 @@ type Workload struct {
 	Namespace string `json:"namespace"`
 	// Revision is the bundle revision that decided.
 	Revision string `json:"revision"`
-	// Changed is true when injection changed the workload (false when it was injected already).
-	Changed  bool            `json:"changed"`
+	// Changed is true when injection changed the workload.
+	Changed bool `json:"changed"`
+	// Current is the injection of this revision the workload already carries, if any.
+	Current  *inject.Status  `json:"current,omitempty"`
 	Decision policy.Decision `json:"decision"`
 }
 
@@ -155,7 +158,7 @@ func (p *Processor) object(ctx context.Context, d Document, obj map[string]any, 
 		return obj, false, nil
 	}
 	meta, _ := obj["metadata"].(map[string]any)
-	wl := Workload{Document: d.Index, Kind: kind, Namespace: p.Namespace, Revision: res.Revision, Decision: res.Decision, Changed: res.Pod != nil}
+	wl := Workload{Document: d.Index, Kind: kind, Namespace: p.Namespace, Revision: res.Revision, Decision: res.Decision, Changed: res.Pod != nil, Current: res.Current}
 	wl.Name, _ = meta["name"].(string)
 	if ns, _ := meta["namespace"].(string); ns != "" {
 		wl.Namespace = ns

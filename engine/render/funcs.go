@@ -18,6 +18,11 @@ import (
 // the functions below, documented in docs/templates.md.
 func Funcs() template.FuncMap {
 	fm := sprig.HermeticTxtFuncMap()
+	for name := range fm {
+		if nondeterministic(name) {
+			delete(fm, name)
+		}
+	}
 	fm["toYaml"] = toYAML
 	fm["toJSON"] = toJSON
 	fm["annotation"] = annotation
@@ -27,6 +32,17 @@ func Funcs() template.FuncMap {
 	// include is bound to each variant's template set by Parse.
 	fm["include"] = func(string, any) (string, error) { return "", nil }
 	return fm
+}
+
+// nondeterministic reports whether a sprig function can give another answer for the same input
+// (randomness, the clock, generated keys and salts): such functions would make re-injection change
+// pods that need no change.
+func nondeterministic(name string) bool {
+	switch name {
+	case "shuffle", "ago", "bcrypt", "htpasswd", "encryptAES", "uuidv4", "now", "unixEpoch", "dateInZone", "date_in_zone", "htmlDate", "htmlDateInZone":
+		return true
+	}
+	return strings.HasPrefix(name, "rand") || strings.HasPrefix(name, "gen")
 }
 
 // toYAML renders v as YAML without a trailing newline, ready for `indent`/`nindent`.

@@ -24,7 +24,7 @@ pod_input(namespace_labels, metadata, spec) := {
 		"spec": spec,
 	},
 	"namespace": {"name": "team-a", "labels": namespace_labels},
-	"injector": {"revision": "default-1", "namespace": "rego-injector-system", "mode": "webhook"},
+	"injector": {"revision": "default-1", "namespace": "rego-injector-system"},
 }
 
 # An app pod in an enabled namespace, with the given labels and annotations.

@@ -25,7 +25,7 @@ pod_input(namespace_labels, metadata, spec) := {
 		"spec": spec,
 	},
 	"namespace": {"name": "team-a", "labels": namespace_labels},
-	"injector": {"revision": "default-1", "namespace": "rego-injector-system", "mode": "webhook"},
+	"injector": {"revision": "default-1", "namespace": "rego-injector-system"},
 }
 
 injected := {"initContainers": [init], "containers": [app, proxy]}
