@@ -9,7 +9,7 @@ POLICIES  := policies bundles/default
 STAGE     := build/bundle-default
 FUZZTIME  ?= 30s
 
-.PHONY: help run build test go-test opa-test lint bundle bench fuzz clean
+.PHONY: help run build test go-test opa-test lint bundle bench fuzz e2e cluster-binaries clean
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -20,7 +20,7 @@ run: build ## start the webhook on https://127.0.0.1:8443 with the embedded defa
 build: ## build bin/rego-injector (static, runs on a scratch image)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/rego-injector
 
-test: lint opa-test go-test ## every check and test: gofmt, go vet, opa fmt/check/test, go test -race
+test: lint opa-test go-test e2e ## every check and test: gofmt, go vet, opa fmt/check/test, go test -race, e2e
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -33,7 +33,14 @@ opa-test: ## opa fmt, opa check and opa test on the shipped policies, with OPA's
 
 go-test: ## go test, with the race detector on the engine
 	$(GO) test -race -count=1 ./engine/...
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v /engine/)
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e /engine/ -e /test/e2e)
+
+cluster-binaries: ## build etcd, kube-apiserver, kube-controller-manager and kubectl once per machine (cached)
+	test/tools/cluster-binaries.sh
+
+e2e: build ## end-to-end tests against a real etcd, kube-apiserver and kube-controller-manager on 127.0.0.1
+	@bin=$$(test/tools/cluster-binaries.sh) && \
+	REGO_INJECTOR_CLUSTER_BIN=$$bin REGO_INJECTOR_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m ./test/e2e/
 
 bundle: ## build build/default.tar.gz from policies/ and bundles/default with opa build
 	rm -rf $(STAGE) && mkdir -p $(STAGE)

@@ -1,0 +1,263 @@
+package e2e
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// lateMutator is a second mutating webhook that adds a container after ours has run.
+func lateMutator(t *testing.T, ca *authority) string {
+	t.Helper()
+	serving, err := ca.issue("late", nil, []net.IP{net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(serving.certPEM, serving.keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var review admissionv1.AdmissionReview
+		body, _ := io.ReadAll(r.Body)
+		if err := json.Unmarshal(body, &review); err != nil || review.Request == nil {
+			http.Error(w, "bad review", http.StatusBadRequest)
+			return
+		}
+		var pod corev1.Pod
+		_ = json.Unmarshal(review.Request.Object.Raw, &pod)
+		resp := &admissionv1.AdmissionResponse{UID: review.Request.UID, Allowed: true}
+		if !hasContainer(&pod, "late") {
+			pt := admissionv1.PatchTypeJSONPatch
+			resp.PatchType = &pt
+			resp.Patch = []byte(`[{"op":"add","path":"/spec/containers/-","value":{"name":"late","image":"busybox"}}]`)
+		}
+		review.Response, review.Request = resp, nil
+		_ = json.NewEncoder(w).Encode(review)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// Scenario 6: a second mutating webhook changes the pod after us; with reinvocationPolicy
+// IfNeeded the apiserver calls us again, and the pod ends with exactly one sidecar.
+func TestReinvocation(t *testing.T) {
+	e := need(t)
+	namespace(t, "s6", map[string]string{"istio-injection": "enabled", "e2e-late": "true"})
+	ca, err := newAuthority("late CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := lateMutator(t, ca)
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "zz-late-mutator"},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name:                    "late.e2e.example.com",
+			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: ca.certPEM},
+			Rules:                   []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create}, Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}},
+			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"e2e-late": "true"}},
+			SideEffects:             ptr(admissionregistrationv1.SideEffectClassNone),
+			AdmissionReviewVersions: []string{"v1"},
+		}},
+	}
+	client := e.cluster.client.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	if _, err := client.Create(t.Context(), mwc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Delete(t.Context(), mwc.Name, metav1.DeleteOptions{}) })
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		pod, err := e.cluster.client.CoreV1().Pods("s6").Create(t.Context(), simplePod("p", "nginx"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			t.Fatalf("create with two mutating webhooks: %v", err)
+		}
+		if hasContainer(pod, "late") {
+			if n := countContainers(pod, "istio-proxy"); n != 1 {
+				t.Fatalf("%d sidecars after reinvocation", n)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second webhook was never called")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// Scenario 8: the webhook down. With failurePolicy Fail creation is refused with a clear error;
+// switched to Ignore, the pod is admitted untouched. The same configuration is updated in place, so
+// that the Ignore half is known to run with the webhook registered.
+func TestWebhookDown(t *testing.T) {
+	e := need(t)
+	port, err := freePort() // nothing listens there
+	if err != nil {
+		t.Fatal(err)
+	}
+	mwc, _, err := shippedWebhooks(fmt.Sprintf("https://127.0.0.1:%d", port), e.injector.ca.certPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	namespace(t, "s8", map[string]string{"e2e-down": "true"})
+	mwc.Name = "e2e-down"
+	mwc.Webhooks[0].Name = "down.rego-injector.io"
+	mwc.Webhooks[0].NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"e2e-down": "true"}}
+	mwc.Webhooks[0].TimeoutSeconds = ptr(int32(3))
+	mwc.Webhooks[0].FailurePolicy = ptr(admissionregistrationv1.Fail)
+	client := e.cluster.client.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	created, err := client.Create(t.Context(), mwc, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Delete(t.Context(), mwc.Name, metav1.DeleteOptions{}) })
+	create := func() (*corev1.Pod, error) {
+		return e.cluster.client.CoreV1().Pods("s8").Create(t.Context(), simplePod("p", "nginx"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	}
+	var refusal error
+	for deadline := time.Now().Add(30 * time.Second); refusal == nil; {
+		if _, err := create(); err != nil {
+			refusal = err
+		} else if time.Now().After(deadline) {
+			t.Fatal("failurePolicy Fail: pods still admitted 30 s after the dead webhook was registered")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(refusal.Error(), `failed calling webhook "down.rego-injector.io"`) {
+		t.Fatalf("the refusal does not say which webhook failed: %v", refusal)
+	}
+	created.Webhooks[0].FailurePolicy = ptr(admissionregistrationv1.Ignore)
+	if _, err := client.Update(t.Context(), created, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		pod, err := create()
+		if err == nil {
+			if hasContainer(pod, "istio-proxy") {
+				t.Fatal("failurePolicy Ignore: the pod was changed")
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("failurePolicy Ignore: pods still refused 30 s after the update: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// Scenario 9: the serving certificate is replaced on disk while pods keep being created: no
+// admission fails, and the new certificate is served without a restart.
+func TestCertificateRotation(t *testing.T) {
+	e := need(t)
+	namespace(t, "s9", map[string]string{"istio-injection": "enabled"})
+	serial := func() string {
+		pool := x509.NewCertPool()
+		pool.AddCert(e.injector.ca.cert)
+		conn, err := tls.Dial("tcp", strings.TrimPrefix(e.injector.url, "https://"), &tls.Config{RootCAs: pool})
+		if err != nil {
+			t.Fatalf("dial the injector: %v", err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	before := serial()
+
+	var created, failed atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			pod, err := e.cluster.client.CoreV1().Pods("s9").Create(t.Context(), simplePod("p", "nginx"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			if err != nil || !hasContainer(pod, "istio-proxy") {
+				failed.Add(1)
+				firstErr.CompareAndSwap(nil, fmt.Sprint(err))
+				continue
+			}
+			created.Add(1)
+		}
+	}()
+	time.Sleep(time.Second)
+	renewed, err := e.injector.ca.issue("rego-injector", []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := renewed.write(e.injector.dir, "tls"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for serial() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("the renewed certificate is not served 20 s after it was written")
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second)
+	close(stop)
+	wg.Wait()
+	if failed.Load() > 0 || created.Load() < 20 {
+		t.Fatalf("%d admissions succeeded and %d failed during rotation (first error: %v)", created.Load(), failed.Load(), firstErr.Load())
+	}
+	t.Logf("%d admissions, none failed, while the certificate was rotated", created.Load())
+}
+
+// Scenario 10: every manifest under deploy/ applies with a server-side dry run, as kustomize
+// renders them.
+func TestDeployManifestsApply(t *testing.T) {
+	e := need(t)
+	// Namespaced objects need their namespace to exist for a server-side dry run.
+	namespace(t, "rego-injector-system", nil)
+	rendered, _, err := e.cluster.kubectl(t.Context(), "", "kustomize", filepath.Join("..", "..", "deploy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rendered = strings.ReplaceAll(rendered, "${CA_BUNDLE}", base64.StdEncoding.EncodeToString(e.injector.ca.certPEM))
+	out, stderr, err := e.cluster.kubectl(t.Context(), rendered, "apply", "--dry-run=server", "-f", "-")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	for _, want := range []string{"namespace/rego-injector-system", "serviceaccount/rego-injector", "deployment.apps/rego-injector", "service/rego-injector",
+		"mutatingwebhookconfiguration.admissionregistration.k8s.io/rego-injector", "validatingwebhookconfiguration.admissionregistration.k8s.io/rego-injector"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("%s was not applied:\n%s", want, out)
+		}
+	}
+	// Every manifest in deploy/ is one of the kustomization's resources.
+	kustomization, err := os.ReadFile(filepath.Join("..", "..", "deploy", "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join("..", "..", "deploy", "*.yaml"))
+	for _, f := range files {
+		if base := filepath.Base(f); base != "kustomization.yaml" && !strings.Contains(string(kustomization), "- "+base) {
+			t.Errorf("%s is not listed in deploy/kustomization.yaml", base)
+		}
+	}
+}

@@ -1,0 +1,278 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+func namespace(t *testing.T, name string, labels map[string]string) {
+	t.Helper()
+	if err := createNamespace(t.Context(), need(t).cluster, name, labels); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func getPod(t *testing.T, ns, name string) *corev1.Pod {
+	t.Helper()
+	pod, err := need(t).cluster.client.CoreV1().Pods(ns).Get(t.Context(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pod
+}
+
+// status reads the injection status annotation of pod.
+func status(t *testing.T, pod *corev1.Pod) map[string]any {
+	t.Helper()
+	raw, ok := pod.Annotations["rego-injector.io/status"]
+	if !ok {
+		return nil
+	}
+	var st map[string]any
+	if err := json.Unmarshal([]byte(raw), &st); err != nil {
+		t.Fatalf("status annotation: %v", err)
+	}
+	return st
+}
+
+const podYAML = `apiVersion: v1
+kind: Pod
+metadata:
+  name: %s
+  labels:
+    app: %s%s
+spec:
+  containers:
+  - name: app
+    image: %s
+`
+
+// Scenario 1: a pod in an enabled namespace is injected; in an unlabelled one it is not, and the
+// warning says why.
+func TestPodInjectedByNamespaceLabel(t *testing.T) {
+	e := need(t)
+	namespace(t, "s1-enabled", map[string]string{"istio-injection": "enabled"})
+	namespace(t, "s1-plain", nil)
+	if _, _, err := e.cluster.kubectl(t.Context(), fmt.Sprintf(podYAML, "web", "web", "", "nginx"), "apply", "-n", "s1-enabled", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	pod := getPod(t, "s1-enabled", "web")
+	if countContainers(pod, "istio-proxy") != 1 || !hasContainer(pod, "istio-init") {
+		t.Fatalf("not injected: %v", pod.Spec)
+	}
+	st := status(t, pod)
+	if st == nil || st["variant"] != "sidecar" || st["revision"] != "default-1" || !strings.Contains(fmt.Sprint(st["reasons"]), `namespace "s1-enabled" is labelled istio-injection=enabled`) {
+		t.Fatalf("status annotation %v", st)
+	}
+	_, stderr, err := e.cluster.kubectl(t.Context(), fmt.Sprintf(podYAML, "web", "web", "", "nginx"), "apply", "-n", "s1-plain", "-f", "-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pod := getPod(t, "s1-plain", "web"); hasContainer(pod, "istio-proxy") || status(t, pod) != nil {
+		t.Fatalf("a pod in an unlabelled namespace was injected")
+	}
+	if !strings.Contains(stderr, "Warning: not injected:") || !strings.Contains(stderr, `namespace "s1-plain" is not labelled`) {
+		t.Fatalf("kubectl showed no warning saying why: %q", stderr)
+	}
+}
+
+// Scenario 2: a Deployment's pods, made by the controller-manager, arrive injected, and policy knew
+// their owner as the Deployment.
+func TestDeploymentPodsInjected(t *testing.T) {
+	e := need(t)
+	namespace(t, "s2", map[string]string{"istio-injection": "enabled"})
+	deploy := `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: shop}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: shop}}
+  template:
+    metadata: {labels: {app: shop}}
+    spec:
+      containers: [{name: app, image: nginx}]
+`
+	if _, _, err := e.cluster.kubectl(t.Context(), deploy, "apply", "-n", "s2", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	pods := waitPods(t, "s2", "app=shop", 2)
+	for _, pod := range pods {
+		if countContainers(&pod, "istio-proxy") != 1 {
+			t.Errorf("pod %s not injected", pod.Name)
+			continue
+		}
+		if got := envOf(&pod, "istio-proxy", "ISTIO_META_WORKLOAD_NAME"); got != "shop" {
+			t.Errorf("pod %s: the template saw owner %q, want the Deployment shop", pod.Name, got)
+		}
+	}
+}
+
+func waitPods(t *testing.T, ns, selector string, n int) []corev1.Pod {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		list, err := need(t).cluster.client.CoreV1().Pods(ns).List(t.Context(), metav1.ListOptions{LabelSelector: selector})
+		if err == nil && len(list.Items) >= n {
+			return list.Items
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("fewer than %d pods %s in %s after 60 s", n, selector, ns)
+	return nil
+}
+
+func envOf(pod *corev1.Pod, container, name string) string {
+	for _, c := range append(append([]corev1.Container{}, pod.Spec.Containers...), pod.Spec.InitContainers...) {
+		if c.Name != container {
+			continue
+		}
+		for _, e := range c.Env {
+			if e.Name == name {
+				return e.Value
+			}
+		}
+	}
+	return ""
+}
+
+// Scenario 3: opt-out by annotation and by label, the image-selected variant, and the native
+// variant for a Job.
+func TestOptOutAndVariants(t *testing.T) {
+	e := need(t)
+	namespace(t, "s3", map[string]string{"istio-injection": "enabled"})
+	apply := func(name, image, meta string) *corev1.Pod {
+		t.Helper()
+		if _, _, err := e.cluster.kubectl(t.Context(), fmt.Sprintf(podYAML, name, name, meta, image), "apply", "-n", "s3", "-f", "-"); err != nil {
+			t.Fatal(err)
+		}
+		return getPod(t, "s3", name)
+	}
+	if pod := apply("opt-out-annotation", "nginx", "\n  annotations: {sidecar.istio.io/inject: \"false\"}"); hasContainer(pod, "istio-proxy") {
+		t.Error("opt-out by annotation was injected")
+	}
+	if pod := apply("opt-out-label", "nginx", "\n    sidecar.istio.io/inject: \"false\""); hasContainer(pod, "istio-proxy") {
+		t.Error("opt-out by label was injected")
+	}
+	redis := apply("cache", "docker.io/library/redis:7.2", "")
+	if st := status(t, redis); st == nil || st["variant"] != "proxy-only" || hasContainer(redis, "istio-init") || !hasContainer(redis, "istio-proxy") {
+		t.Errorf("redis: want the proxy-only variant, got status %v", st)
+	}
+	job := `apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate}
+spec:
+  template:
+    metadata: {labels: {app: migrate}}
+    spec:
+      restartPolicy: Never
+      containers: [{name: app, image: migrate}]
+`
+	if _, _, err := e.cluster.kubectl(t.Context(), job, "apply", "-n", "s3", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	pod := waitPods(t, "s3", "app=migrate", 1)[0]
+	native := false
+	for _, c := range pod.Spec.InitContainers {
+		if c.Name == "istio-proxy" && c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			native = true
+		}
+	}
+	if !native || hasContainerIn(pod.Spec.Containers, "istio-proxy") {
+		t.Errorf("the Job's pod did not get the native sidecar: %+v", pod.Spec.InitContainers)
+	}
+}
+
+func hasContainerIn(cs []corev1.Container, name string) bool {
+	for _, c := range cs {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Scenario 4: a policy violation is denied with our message; a warn shows as a kubectl warning.
+func TestValidation(t *testing.T) {
+	e := need(t)
+	namespace(t, "s4", map[string]string{"istio-injection": "enabled"})
+	bad := `apiVersion: v1
+kind: Pod
+metadata: {name: sneaky}
+spec:
+  containers:
+  - name: app
+    image: nginx
+    securityContext: {runAsUser: 1337}
+`
+	_, stderr, err := e.cluster.kubectl(t.Context(), bad, "apply", "-n", "s4", "-f", "-")
+	if err == nil || !strings.Contains(stderr, "validate.rego-injector.io") || !strings.Contains(stderr, "1337") {
+		t.Fatalf("want a denial from our validating webhook naming UID 1337: err %v, %q", err, stderr)
+	}
+	_, stderr, err = e.cluster.kubectl(t.Context(), fmt.Sprintf(podYAML, "legacy", "legacy", "\n  annotations: {sidecar.istio.io/inject: \"false\"}", "nginx"), "apply", "-n", "s4", "-f", "-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr, "Warning:") || !strings.Contains(stderr, "label") {
+		t.Fatalf("want a warning suggesting the label: %q", stderr)
+	}
+}
+
+// Scenario 5: a server-side dry run runs both webhooks and persists nothing.
+func TestServerDryRun(t *testing.T) {
+	e := need(t)
+	namespace(t, "s5", map[string]string{"istio-injection": "enabled"})
+	out, _, err := e.cluster.kubectl(t.Context(), fmt.Sprintf(podYAML, "dry", "dry", "", "nginx"), "apply", "--dry-run=server", "-n", "s5", "-o", "json", "-f", "-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pod corev1.Pod
+	if err := json.Unmarshal([]byte(out), &pod); err != nil {
+		t.Fatal(err)
+	}
+	if !hasContainer(&pod, "istio-proxy") {
+		t.Error("the dry run did not run the mutating webhook")
+	}
+	if _, err := e.cluster.client.CoreV1().Pods("s5").Get(t.Context(), "dry", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the dry run persisted the pod: %v", err)
+	}
+	_, stderr, err := e.cluster.kubectl(t.Context(), strings.Replace(fmt.Sprintf(podYAML, "dry", "dry", "", "nginx"), "image: nginx", "image: nginx\n    securityContext: {runAsUser: 1337}", 1), "apply", "--dry-run=server", "-n", "s5", "-f", "-")
+	if err == nil || !strings.Contains(stderr, "1337") {
+		t.Errorf("the dry run did not run the validating webhook: %q", stderr)
+	}
+}
+
+// Scenario 7: namespace labels changed at run time are followed by the next pod.
+func TestNamespaceLabelChange(t *testing.T) {
+	e := need(t)
+	namespace(t, "s7", nil)
+	dry := func() *corev1.Pod {
+		pod, err := e.cluster.client.CoreV1().Pods("s7").Create(t.Context(), simplePod("p", "nginx"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pod
+	}
+	if hasContainer(dry(), "istio-proxy") {
+		t.Fatal("injected before the namespace was enabled")
+	}
+	patch := []byte(`{"metadata":{"labels":{"istio-injection":"enabled"}}}`)
+	if _, err := e.cluster.client.CoreV1().Namespaces().Patch(t.Context(), "s7", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !hasContainer(dry(), "istio-proxy") {
+		if time.Now().After(deadline) {
+			t.Fatal("pods in the namespace still not injected 10 s after it was enabled")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
