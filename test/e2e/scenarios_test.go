@@ -275,4 +275,3 @@ func TestNamespaceLabelChange(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
-
