@@ -19,6 +19,8 @@ Usage:
   rego-injector serve   [flags]           run the mutating and validating webhooks over HTTPS
   rego-injector inject  -f FILE|- [flags] inject the workloads of a manifest, YAML to stdout
   rego-injector explain -f FILE|- [flags] say, per workload, whether and why it would be injected
+  rego-injector certs   [flags]           make the webhook's CA and serving certificate: a TLS Secret,
+                                          and the caBundle of the webhook configurations
   rego-injector version                   print the version
 
 Run "rego-injector COMMAND -h" for a command's flags. Every flag can also be set from the
@@ -49,6 +51,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = injectCmd(ctx, args[1:], stdin, stdout, stderr)
 	case "explain":
 		err = explainCmd(ctx, args[1:], stdin, stdout, stderr)
+	case "certs":
+		err = certsCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "rego-injector", version)
 	case "help", "-h", "--help":

@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"fmt"
 	"net"
 	"net/http"
@@ -88,14 +87,13 @@ func (i *injectorProcess) httpClient() *http.Client {
 	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 }
 
-// shippedWebhooks reads deploy/webhooks.yaml, what an operator installs, pointed at url and trusting
-// ca instead of the in-cluster Service.
+// shippedWebhooks reads deploy/base/webhooks.yaml, what an operator installs, pointed at url and
+// trusting ca instead of the in-cluster Service.
 func shippedWebhooks(url string, ca []byte) (*admissionregistrationv1.MutatingWebhookConfiguration, *admissionregistrationv1.ValidatingWebhookConfiguration, error) {
-	raw, err := os.ReadFile(filepath.Join("..", "..", "deploy", "webhooks.yaml"))
+	raw, err := os.ReadFile(filepath.Join("..", "..", "deploy", "base", "webhooks.yaml"))
 	if err != nil {
 		return nil, nil, err
 	}
-	raw = bytes.ReplaceAll(raw, []byte("${CA_BUNDLE}"), []byte(base64.StdEncoding.EncodeToString(ca)))
 	var mwc admissionregistrationv1.MutatingWebhookConfiguration
 	var vwc admissionregistrationv1.ValidatingWebhookConfiguration
 	r := k8syaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(raw)))
@@ -122,21 +120,21 @@ func shippedWebhooks(url string, ca []byte) (*admissionregistrationv1.MutatingWe
 		return nil, nil, fmt.Errorf("deploy/webhooks.yaml lacks a mutating or a validating webhook")
 	}
 	for i := range mwc.Webhooks {
-		mwc.Webhooks[i].ClientConfig = pointAt(mwc.Webhooks[i].ClientConfig, url)
+		mwc.Webhooks[i].ClientConfig = pointAt(mwc.Webhooks[i].ClientConfig, url, ca)
 	}
 	for i := range vwc.Webhooks {
-		vwc.Webhooks[i].ClientConfig = pointAt(vwc.Webhooks[i].ClientConfig, url)
+		vwc.Webhooks[i].ClientConfig = pointAt(vwc.Webhooks[i].ClientConfig, url, ca)
 	}
 	return &mwc, &vwc, nil
 }
 
-func pointAt(cc admissionregistrationv1.WebhookClientConfig, base string) admissionregistrationv1.WebhookClientConfig {
+func pointAt(cc admissionregistrationv1.WebhookClientConfig, base string, ca []byte) admissionregistrationv1.WebhookClientConfig {
 	path := ""
 	if cc.Service != nil && cc.Service.Path != nil {
 		path = *cc.Service.Path
 	}
 	u := base + path
-	return admissionregistrationv1.WebhookClientConfig{URL: &u, CABundle: cc.CABundle}
+	return admissionregistrationv1.WebhookClientConfig{URL: &u, CABundle: ca}
 }
 
 // registerWebhooks installs the shipped webhook configurations and waits until the apiserver calls

@@ -3,7 +3,6 @@ package e2e
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -106,9 +106,10 @@ func TestReinvocation(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-// Scenario 8: the webhook down. With failurePolicy Fail creation is refused with a clear error;
-// switched to Ignore, the pod is admitted untouched. The same configuration is updated in place, so
-// that the Ignore half is known to run with the webhook registered.
+// Scenario 8: the webhook down. The shipped configuration, pointed at a port where nothing listens:
+// in a namespace that asked for sidecars (failurePolicy Fail) creation is refused with a clear
+// error; in an unlabelled one (Ignore) the pod is admitted untouched. Each entry is narrowed to the
+// namespaces of this test.
 func TestWebhookDown(t *testing.T) {
 	e := need(t)
 	port, err := freePort() // nothing listens there
@@ -119,49 +120,42 @@ func TestWebhookDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	namespace(t, "s8", map[string]string{"e2e-down": "true"})
 	mwc.Name = "e2e-down"
-	mwc.Webhooks[0].Name = "down.rego-injector.io"
-	mwc.Webhooks[0].NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"e2e-down": "true"}}
-	mwc.Webhooks[0].TimeoutSeconds = ptr(int32(3))
-	mwc.Webhooks[0].FailurePolicy = ptr(admissionregistrationv1.Fail)
+	for i := range mwc.Webhooks {
+		w := &mwc.Webhooks[i]
+		w.Name = "down-" + w.Name
+		w.NamespaceSelector.MatchExpressions = append(w.NamespaceSelector.MatchExpressions,
+			metav1.LabelSelectorRequirement{Key: "e2e-down", Operator: metav1.LabelSelectorOpExists})
+	}
+	namespace(t, "s8-enabled", map[string]string{"e2e-down": "", "istio-injection": "enabled"})
+	namespace(t, "s8-plain", map[string]string{"e2e-down": ""})
 	client := e.cluster.client.AdmissionregistrationV1().MutatingWebhookConfigurations()
-	created, err := client.Create(t.Context(), mwc, metav1.CreateOptions{})
-	if err != nil {
+	if _, err := client.Create(t.Context(), mwc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = client.Delete(t.Context(), mwc.Name, metav1.DeleteOptions{}) })
-	create := func() (*corev1.Pod, error) {
-		return e.cluster.client.CoreV1().Pods("s8").Create(t.Context(), simplePod("p", "nginx"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	create := func(ns string) (*corev1.Pod, error) {
+		return e.cluster.client.CoreV1().Pods(ns).Create(t.Context(), simplePod("p", "nginx"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	}
 	var refusal error
 	for deadline := time.Now().Add(30 * time.Second); refusal == nil; {
-		if _, err := create(); err != nil {
+		if _, err := create("s8-enabled"); err != nil {
 			refusal = err
 		} else if time.Now().After(deadline) {
 			t.Fatal("failurePolicy Fail: pods still admitted 30 s after the dead webhook was registered")
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if !strings.Contains(refusal.Error(), `failed calling webhook "down.rego-injector.io"`) {
+	if !strings.Contains(refusal.Error(), `failed calling webhook "down-inject.rego-injector.io"`) {
 		t.Fatalf("the refusal does not say which webhook failed: %v", refusal)
 	}
-	created.Webhooks[0].FailurePolicy = ptr(admissionregistrationv1.Ignore)
-	if _, err := client.Update(t.Context(), created, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
+	// The configuration is active (it refused above): the optional entry lets this one through.
+	pod, err := create("s8-plain")
+	if err != nil {
+		t.Fatalf("failurePolicy Ignore: a pod in an unlabelled namespace was refused: %v", err)
 	}
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		pod, err := create()
-		if err == nil {
-			if hasContainer(pod, "istio-proxy") {
-				t.Fatal("failurePolicy Ignore: the pod was changed")
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("failurePolicy Ignore: pods still refused 30 s after the update: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
+	if hasContainer(pod, "istio-proxy") || status(t, pod) != nil {
+		t.Fatal("failurePolicy Ignore: the pod was changed")
 	}
 }
 
@@ -228,36 +222,134 @@ func TestCertificateRotation(t *testing.T) {
 	t.Logf("%d admissions, none failed, while the certificate was rotated", created.Load())
 }
 
-// Scenario 10: every manifest under deploy/ applies with a server-side dry run, as kustomize
-// renders them.
+// Scenario 10: every overlay under deploy/ renders with kustomize, and the default and dev ones
+// apply with a server-side dry run; every manifest is part of the kustomization.
 func TestDeployManifestsApply(t *testing.T) {
 	e := need(t)
 	// Namespaced objects need their namespace to exist for a server-side dry run.
 	namespace(t, "rego-injector-system", nil)
-	rendered, _, err := e.cluster.kubectl(t.Context(), "", "kustomize", filepath.Join("..", "..", "deploy"))
+	deploy := filepath.Join("..", "..", "deploy")
+	overlays, _ := filepath.Glob(filepath.Join(deploy, "overlays", "*"))
+	if len(overlays) < 3 {
+		t.Fatalf("overlays: %v", overlays)
+	}
+	for _, overlay := range overlays {
+		t.Run(filepath.Base(overlay), func(t *testing.T) {
+			rendered, _, err := e.cluster.kubectl(t.Context(), "", "kustomize", overlay)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if filepath.Base(overlay) == "cert-manager" {
+				// cert-manager's kinds are not installed here; the rest must still be valid.
+				if !strings.Contains(rendered, "cert-manager.io/inject-ca-from: rego-injector-system/rego-injector-serving") {
+					t.Error("the webhooks do not ask cert-manager for their caBundle")
+				}
+				return
+			}
+			out, stderr, err := e.cluster.kubectl(t.Context(), rendered, "apply", "--dry-run=server", "-f", "-")
+			if err != nil {
+				t.Fatalf("%v\n%s", err, stderr)
+			}
+			for _, want := range []string{"namespace/rego-injector-system", "serviceaccount/rego-injector", "deployment.apps/rego-injector", "service/rego-injector",
+				"mutatingwebhookconfiguration.admissionregistration.k8s.io/rego-injector", "validatingwebhookconfiguration.admissionregistration.k8s.io/rego-injector"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("%s was not applied:\n%s", want, out)
+				}
+			}
+		})
+	}
+	kustomization, err := os.ReadFile(filepath.Join(deploy, "base", "kustomization.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rendered = strings.ReplaceAll(rendered, "${CA_BUNDLE}", base64.StdEncoding.EncodeToString(e.injector.ca.certPEM))
-	out, stderr, err := e.cluster.kubectl(t.Context(), rendered, "apply", "--dry-run=server", "-f", "-")
-	if err != nil {
-		t.Fatalf("%v\n%s", err, stderr)
-	}
-	for _, want := range []string{"namespace/rego-injector-system", "serviceaccount/rego-injector", "deployment.apps/rego-injector", "service/rego-injector",
-		"mutatingwebhookconfiguration.admissionregistration.k8s.io/rego-injector", "validatingwebhookconfiguration.admissionregistration.k8s.io/rego-injector"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("%s was not applied:\n%s", want, out)
-		}
-	}
-	// Every manifest in deploy/ is one of the kustomization's resources.
-	kustomization, err := os.ReadFile(filepath.Join("..", "..", "deploy", "kustomization.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	files, _ := filepath.Glob(filepath.Join("..", "..", "deploy", "*.yaml"))
+	files, _ := filepath.Glob(filepath.Join(deploy, "base", "*.yaml"))
 	for _, f := range files {
 		if base := filepath.Base(f); base != "kustomization.yaml" && !strings.Contains(string(kustomization), "- "+base) {
-			t.Errorf("%s is not listed in deploy/kustomization.yaml", base)
+			t.Errorf("%s is not listed in deploy/base/kustomization.yaml", base)
 		}
+	}
+}
+
+// TestCertsCommand: `rego-injector certs` writes the TLS Secret for the Service's names and patches
+// the CA into every webhook of the shipped configurations; run again, it keeps what is still good.
+func TestCertsCommand(t *testing.T) {
+	e := need(t)
+	namespace(t, "rego-injector-system", nil)
+	base, _, err := e.cluster.kubectl(t.Context(), "", "kustomize", filepath.Join("..", "..", "deploy", "base"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only the webhook configurations, and narrowed to no namespace, so that pods elsewhere are not
+	// sent to a Service that does not run here.
+	var webhooks []string
+	for _, doc := range strings.Split(base, "\n---\n") {
+		if strings.Contains(doc, "WebhookConfiguration\n") {
+			webhooks = append(webhooks, strings.ReplaceAll(doc, "matchExpressions:\n", "matchExpressions:\n    - {key: e2e-never, operator: Exists}\n"))
+		}
+	}
+	if len(webhooks) != 2 {
+		t.Fatalf("want two webhook configurations in the base, found %d", len(webhooks))
+	}
+	if _, stderr, err := e.cluster.kubectl(t.Context(), strings.Join(webhooks, "\n---\n"), "apply", "-f", "-"); err != nil {
+		t.Fatalf("%v: %s", err, stderr)
+	}
+	t.Cleanup(func() {
+		_, _, _ = e.cluster.kubectl(t.Context(), "", "delete", "mutatingwebhookconfiguration/rego-injector", "validatingwebhookconfiguration/rego-injector")
+	})
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.CommandContext(t.Context(), os.Getenv("REGO_INJECTOR_BIN"), append([]string{"certs", "--kubeconfig", e.cluster.kubeconfig}, args...)...)
+		cmd.Env = cleanEnv()
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("rego-injector certs: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	out := run()
+	if !strings.Contains(out, "new serving certificate") || strings.Count(out, "caBundle patched") != 2 {
+		t.Fatalf("first run: %s", out)
+	}
+	secret, err := e.cluster.client.CoreV1().Secrets("rego-injector-system").Get(t.Context(), "rego-injector-tls", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(secret.Data["ca.crt"]) {
+		t.Fatal("ca.crt is not a certificate")
+	}
+	pair, err := tls.X509KeyPair(secret.Data["tls.crt"], secret.Data["tls.key"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(pair.Certificate[0])
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "rego-injector.rego-injector-system.svc"}); err != nil {
+		t.Fatalf("the serving certificate does not verify for the Service: %v", err)
+	}
+	mwc, err := e.cluster.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(t.Context(), "rego-injector", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vwc, err := e.cluster.client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(t.Context(), "rego-injector", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range mwc.Webhooks {
+		if string(w.ClientConfig.CABundle) != string(secret.Data["ca.crt"]) {
+			t.Errorf("%s: caBundle is not the Secret's CA", w.Name)
+		}
+	}
+	for _, w := range vwc.Webhooks {
+		if string(w.ClientConfig.CABundle) != string(secret.Data["ca.crt"]) {
+			t.Errorf("%s: caBundle is not the Secret's CA", w.Name)
+		}
+	}
+	if out := run(); !strings.Contains(out, "still good, kept") || strings.Contains(out, "patched") {
+		t.Errorf("second run changed something: %s", out)
+	}
+	out = run("--renew")
+	renewed, _ := e.cluster.client.CoreV1().Secrets("rego-injector-system").Get(t.Context(), "rego-injector-tls", metav1.GetOptions{})
+	if !strings.Contains(out, "new serving certificate") || string(renewed.Data["tls.crt"]) == string(secret.Data["tls.crt"]) || string(renewed.Data["ca.crt"]) != string(secret.Data["ca.crt"]) {
+		t.Errorf("--renew must issue a new serving certificate under the same CA: %s", out)
 	}
 }

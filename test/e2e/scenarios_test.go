@@ -213,7 +213,7 @@ spec:
     securityContext: {runAsUser: 1337}
 `
 	_, stderr, err := e.cluster.kubectl(t.Context(), bad, "apply", "-n", "s4", "-f", "-")
-	if err == nil || !strings.Contains(stderr, "validate.rego-injector.io") || !strings.Contains(stderr, "1337") {
+	if err == nil || !strings.Contains(stderr, `rego-injector.io" denied the request`) || !strings.Contains(stderr, "1337") {
 		t.Fatalf("want a denial from our validating webhook naming UID 1337: err %v, %q", err, stderr)
 	}
 	_, stderr, err = e.cluster.kubectl(t.Context(), fmt.Sprintf(podYAML, "legacy", "legacy", "\n  annotations: {sidecar.istio.io/inject: \"false\"}", "nginx"), "apply", "-n", "s4", "-f", "-")

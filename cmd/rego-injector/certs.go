@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/rego-injector/rego-injector/engine/certs"
+)
+
+func certsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("certs", flag.ContinueOnError)
+	var o certs.Options
+	fs.StringVar(&o.Service, "service", "rego-injector", "the webhook's Service")
+	fs.StringVar(&o.Namespace, "namespace", "rego-injector-system", "the Service's namespace, where the Secret goes")
+	fs.StringVar(&o.Secret, "secret", "rego-injector-tls", "the TLS Secret the Deployment mounts")
+	webhooks := fs.String("webhook-configurations", "rego-injector", "comma-separated names of the Mutating- and ValidatingWebhookConfigurations whose caBundle to patch")
+	fs.DurationVar(&o.Validity, "validity", 365*24*time.Hour, "validity of a new serving certificate (the CA gets ten times as long)")
+	fs.DurationVar(&o.RenewBefore, "renew-before", 30*24*time.Hour, "renew the serving certificate when it expires within this margin")
+	fs.BoolVar(&o.Renew, "renew", false, "issue a new serving certificate now (the CA is kept)")
+	kubeconfig := fs.String("kubeconfig", "", "install into this cluster (absent: in-cluster config when running in a pod)")
+	output := fs.String("o", "", "write the Secret as YAML to this file (- for standard output) instead of installing it; the caBundle goes to standard error")
+	if err := parse(fs, args, stderr); err != nil {
+		return err
+	}
+	for _, n := range strings.Split(*webhooks, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			o.WebhookConfigurations = append(o.WebhookConfigurations, n)
+		}
+	}
+	if *output != "" {
+		return writeSecret(o, *output, stdout, stderr)
+	}
+	cs, err := kubeClient(*kubeconfig)
+	if err != nil {
+		return err
+	}
+	if cs == nil {
+		return fmt.Errorf("%w: no cluster: give --kubeconfig, or -o FILE to write the Secret instead", errUsage)
+	}
+	res, err := certs.Ensure(ctx, cs, o)
+	if err != nil {
+		return err
+	}
+	if res.Issued {
+		fmt.Fprintf(stdout, "secret %s/%s: new serving certificate for %s\n", o.Namespace, o.Secret, strings.Join(certs.ServiceHosts(o.Service, o.Namespace), ", "))
+	} else {
+		fmt.Fprintf(stdout, "secret %s/%s: serving certificate still good, kept\n", o.Namespace, o.Secret)
+	}
+	for _, p := range res.Patched {
+		fmt.Fprintf(stdout, "%s: caBundle patched\n", p)
+	}
+	return nil
+}
+
+// writeSecret writes a new Secret as YAML, for clusters the command cannot reach.
+func writeSecret(o certs.Options, path string, stdout, stderr io.Writer) error {
+	var existing *corev1.Secret
+	if path != "-" {
+		if raw, err := os.ReadFile(path); err == nil {
+			existing = &corev1.Secret{}
+			if err := yaml.Unmarshal(raw, existing); err != nil {
+				return fmt.Errorf("read the existing secret %s: %w", path, err)
+			}
+		}
+	}
+	secret, ca, _, err := certs.Build(o, existing)
+	if err != nil {
+		return err
+	}
+	out, err := yaml.Marshal(secret)
+	if err != nil {
+		return err
+	}
+	if path == "-" {
+		_, err = stdout.Write(out)
+	} else {
+		err = os.WriteFile(path, out, 0o600)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "caBundle: %s\n", base64.StdEncoding.EncodeToString(ca.CertPEM))
+	return nil
+}
