@@ -31,11 +31,7 @@ func certsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
-	for _, n := range strings.Split(*webhooks, ",") {
-		if n = strings.TrimSpace(n); n != "" {
-			o.WebhookConfigurations = append(o.WebhookConfigurations, n)
-		}
-	}
+	o.WebhookConfigurations = splitList(*webhooks)
 	if *output != "" {
 		return writeSecret(o, *output, stdout, stderr)
 	}

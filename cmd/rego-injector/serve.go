@@ -9,7 +9,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"time"
 
+	"github.com/rego-injector/rego-injector/engine/certs"
 	"github.com/rego-injector/rego-injector/engine/cluster"
 	"github.com/rego-injector/rego-injector/engine/injector"
 	"github.com/rego-injector/rego-injector/engine/metrics"
@@ -27,15 +29,30 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig for namespace labels (absent: in-cluster config when running in a pod, else no cluster)")
 	ownNamespace := fs.String("injector-namespace", os.Getenv("POD_NAMESPACE"), "the injector's own namespace, never injected (default $POD_NAMESPACE)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	manage := fs.Bool("manage-certs", false, "keep the serving certificate in a Secret of the injector's namespace: make it, renew it, and keep the webhooks' caBundle patched (needs a cluster)")
+	var managed certs.Options
+	fs.StringVar(&managed.Service, "cert-service", "rego-injector", "with --manage-certs: the Service whose names the certificate covers")
+	fs.StringVar(&managed.Secret, "cert-secret", "rego-injector-tls", "with --manage-certs: the TLS Secret holding the CA and serving certificate")
+	webhookConfigs := fs.String("webhook-configurations", "rego-injector", "with --manage-certs: comma-separated webhook configurations whose caBundle to keep patched")
+	certHosts := fs.String("cert-hosts", "", "with --manage-certs: further comma-separated names or IPs the certificate covers")
+	fs.DurationVar(&managed.Validity, "cert-validity", 365*24*time.Hour, "with --manage-certs: validity of a serving certificate")
+	fs.DurationVar(&managed.RenewBefore, "cert-renew-before", 30*24*time.Hour, "with --manage-certs: renew when the certificate expires within this margin")
+	certInterval := fs.Duration("cert-check-interval", time.Minute, "with --manage-certs: how often to check the Secret and the caBundle")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
+	managed.Namespace = *ownNamespace
+	managed.WebhookConfigurations = splitList(*webhookConfigs)
+	managed.ExtraHosts = splitList(*certHosts)
 	log, err := newLogger(stderr, *logLevel)
 	if err != nil {
 		return err
 	}
 	if (*certFile == "") != (*keyFile == "") {
 		return fmt.Errorf("%w: --tls-cert-file and --tls-key-file go together", errUsage)
+	}
+	if *manage && (*certFile != "" || managed.Namespace == "") {
+		return fmt.Errorf("%w: --manage-certs needs --injector-namespace (or $POD_NAMESPACE) and no --tls-cert-file", errUsage)
 	}
 
 	var namespaces cluster.Namespaces = cluster.Static{}
@@ -59,14 +76,24 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 
-	var certs func(*tls.ClientHelloInfo) (*tls.Certificate, error)
-	if *certFile != "" {
+	var getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	switch {
+	case *manage:
+		if cs == nil {
+			return fmt.Errorf("%w: --manage-certs needs a cluster: give --kubeconfig or run in a pod", errUsage)
+		}
+		m := certs.NewManager(cs, managed, *certInterval, log)
+		if err := m.Start(ctx); err != nil {
+			return err
+		}
+		getCert = m.GetCertificate
+	case *certFile != "":
 		fc, err := server.LoadFileCertificate(*certFile, *keyFile, log)
 		if err != nil {
 			return err
 		}
-		certs = fc.GetCertificate
-	} else {
+		getCert = fc.GetCertificate
+	default:
 		host, _, _ := net.SplitHostPort(*listen)
 		ss, err := server.NewSelfSigned(host)
 		if err != nil {
@@ -78,7 +105,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		log.Warn("serving with a self-signed certificate for localhost, for local use only", "ca", caPath)
 		fmt.Fprintf(stderr, "self-signed CA certificate written to %s (curl --cacert %s ...)\n", caPath, caPath)
-		certs = ss.GetCertificate
+		getCert = ss.GetCertificate
 	}
 
 	ln, err := net.Listen("tcp", *listen)
@@ -89,7 +116,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		Mutating:     inj.Mutating(),
 		Validating:   inj.Validating(),
 		Metrics:      m,
-		Certificates: certs,
+		Certificates: getCert,
 		Log:          log,
 		Ready: func() (bool, map[string]any) {
 			return inj.Ready(), map[string]any{"revision": inj.Revision(), "namespacesSynced": namespaces.Synced()}

@@ -28,6 +28,8 @@ const (
 type Options struct {
 	// Service and Namespace name the webhook's Service; the certificate covers its DNS names.
 	Service, Namespace string
+	// ExtraHosts are further names or IP addresses the serving certificate covers.
+	ExtraHosts []string
 	// Secret names the TLS Secret, in Namespace.
 	Secret string
 	// WebhookConfigurations names the Mutating- and ValidatingWebhookConfigurations whose every
@@ -49,12 +51,14 @@ type Result struct {
 	Issued bool
 	// Patched lists the webhook configurations whose caBundle changed, as kind/name.
 	Patched []string
+	// CertPEM and KeyPEM are the serving certificate and key now in the Secret.
+	CertPEM, KeyPEM []byte
 }
 
 // Build returns the Secret for the options, reusing the authority and serving certificate in
 // existing (nil for none) when they are still good; issued reports a new serving certificate.
 func Build(opts Options, existing *corev1.Secret) (secret *corev1.Secret, ca *Authority, issued bool, err error) {
-	hosts := ServiceHosts(opts.Service, opts.Namespace)
+	hosts := append(ServiceHosts(opts.Service, opts.Namespace), opts.ExtraHosts...)
 	if existing != nil {
 		if ca, err = LoadAuthority(existing.Data[KeyCACert], existing.Data[KeyCAKey]); err != nil {
 			ca = nil // unreadable: start over with a new authority
@@ -84,7 +88,9 @@ func Build(opts Options, existing *corev1.Secret) (secret *corev1.Secret, ca *Au
 }
 
 // Ensure makes or renews the Secret in the cluster and patches the CA into the caBundle of every
-// webhook of the named configurations. Run again, it changes nothing until renewal is due.
+// webhook of the named configurations. Run again, it changes nothing until renewal is due. Several
+// replicas may run it at once: the Secret is the single truth, written with optimistic concurrency,
+// so the loser of a race re-reads the winner's certificate and keeps it.
 func Ensure(ctx context.Context, client kubernetes.Interface, opts Options) (Result, error) {
 	var res Result
 	secrets := client.CoreV1().Secrets(opts.Namespace)
@@ -101,9 +107,14 @@ func Ensure(ctx context.Context, client kubernetes.Interface, opts Options) (Res
 			return err
 		}
 		res.CAPEM, res.Issued = ca.CertPEM, issued
+		res.CertPEM, res.KeyPEM = secret.Data[KeyCert], secret.Data[KeyKey]
 		switch {
 		case existing == nil:
 			_, err = secrets.Create(ctx, secret, metav1.CreateOptions{})
+			if apierrors.IsAlreadyExists(err) {
+				// Another replica made it first: read theirs and go on from there.
+				return apierrors.NewConflict(corev1.Resource("secrets"), opts.Secret, err)
+			}
 		case issued || !bytes.Equal(existing.Data[KeyCACert], ca.CertPEM):
 			existing.Data, existing.Type = secret.Data, secret.Type
 			_, err = secrets.Update(ctx, existing, metav1.UpdateOptions{})

@@ -23,6 +23,7 @@ import (
 
 // injectorProcess is the rego-injector binary serving with certificate files the test controls.
 type injectorProcess struct {
+	bin  string
 	proc *process
 	url  string
 	dir  string
@@ -60,7 +61,7 @@ func startInjector(ctx context.Context, c *cluster, bin, dir string) (*injectorP
 	if err != nil {
 		return nil, err
 	}
-	inj := &injectorProcess{proc: p, url: "https://" + addr, dir: dir, ca: ca}
+	inj := &injectorProcess{bin: bin, proc: p, url: "https://" + addr, dir: dir, ca: ca}
 	client := inj.httpClient()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
