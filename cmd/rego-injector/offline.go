@@ -14,7 +14,7 @@ import (
 // offlineFlags are the flags inject and explain share.
 type offlineFlags struct {
 	file, namespace, labels, kubeconfig, logLevel string
-	bundles                                       listFlag
+	bundles                                       bundleFlags
 }
 
 func (o *offlineFlags) register(fs *flag.FlagSet) {
@@ -22,7 +22,7 @@ func (o *offlineFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.namespace, "namespace", "default", "namespace of objects that name none")
 	fs.StringVar(&o.labels, "namespace-labels", "", "labels every namespace carries, k=v,k2=v2 (ignored with --kubeconfig)")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "read namespace labels from this cluster")
-	fs.Var(&o.bundles, "bundle", "bundle directory or .tar.gz file (repeatable; absent: the embedded default bundle)")
+	o.bundles.register(fs, false)
 	fs.StringVar(&o.logLevel, "log-level", "warn", "debug, info, warn or error")
 }
 
@@ -39,7 +39,7 @@ func (o *offlineFlags) processor(ctx context.Context, stdin io.Reader, stderr io
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := loadPolicy(ctx, o.bundles)
+	p, err := o.bundles.loadPolicy(ctx)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/rego-injector/rego-injector/engine/cluster"
 	"github.com/rego-injector/rego-injector/engine/injector"
 	"github.com/rego-injector/rego-injector/engine/metrics"
+	"github.com/rego-injector/rego-injector/engine/reload"
 	"github.com/rego-injector/rego-injector/engine/server"
 )
 
@@ -24,8 +25,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	certFile := fs.String("tls-cert-file", "", "serving certificate (PEM); reloaded when it changes. Absent with --tls-key-file: a self-signed certificate for localhost, for local use only")
 	keyFile := fs.String("tls-key-file", "", "serving key (PEM)")
 	certDir := fs.String("self-signed-dir", defaultCertDir(), "where the self-signed CA certificate is written")
-	var bundles listFlag
-	fs.Var(&bundles, "bundle", "bundle directory or .tar.gz file (repeatable; absent: the embedded default bundle)")
+	var bf bundleFlags
+	bf.register(fs, true)
+	var shadow listFlag
+	fs.Var(&shadow, "shadow-bundle", "a candidate bundle (directory, .tar.gz or URL; repeatable) evaluated beside the live one on every admission; its answer is only compared, logged and counted, never applied")
+	decisionLog := fs.String("decision-log", "", "write one JSON line per admission decision to stdout, stderr or this file (absent: no decision log)")
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig for namespace labels (absent: in-cluster config when running in a pod, else no cluster)")
 	ownNamespace := fs.String("injector-namespace", os.Getenv("POD_NAMESPACE"), "the injector's own namespace, never injected (default $POD_NAMESPACE)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -67,12 +71,26 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 
 	m := metrics.New()
-	inj := injector.New(namespaces, injector.WithLogger(log), injector.WithMetrics(m), injector.WithOwnNamespace(*ownNamespace))
-	p, err := loadPolicy(ctx, bundles)
-	if err != nil {
-		return err
+	opts := []injector.Option{injector.WithLogger(log), injector.WithMetrics(m), injector.WithOwnNamespace(*ownNamespace)}
+	var shadowStatus func() reload.Status
+	if len(shadow) > 0 {
+		sh := injector.New(namespaces, injector.WithLogger(log), injector.WithOwnNamespace(*ownNamespace))
+		if shadowStatus, err = bf.serveBundles(ctx, "shadow", shadow, sh, m, log); err != nil {
+			return fmt.Errorf("shadow bundle: %w", err)
+		}
+		opts = append(opts, injector.WithShadow(sh))
 	}
-	if err := inj.Activate(p); err != nil {
+	if *decisionLog != "" {
+		w, closeLog, err := openLog(*decisionLog, stderr)
+		if err != nil {
+			return err
+		}
+		defer closeLog()
+		opts = append(opts, injector.WithDecisionLog(w))
+	}
+	inj := injector.New(namespaces, opts...)
+	liveStatus, err := bf.serveBundles(ctx, "live", bf.sources, inj, m, log)
+	if err != nil {
 		return err
 	}
 
@@ -119,7 +137,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		Certificates: getCert,
 		Log:          log,
 		Ready: func() (bool, map[string]any) {
-			return inj.Ready(), map[string]any{"revision": inj.Revision(), "namespacesSynced": namespaces.Synced()}
+			details := map[string]any{"revision": inj.Revision(), "namespacesSynced": namespaces.Synced(), "bundle": liveStatus()}
+			if shadowStatus != nil {
+				details["shadowBundle"] = shadowStatus()
+			}
+			return inj.Ready(), details
 		},
 	})
 }
@@ -130,4 +152,19 @@ func defaultCertDir() string {
 		dir = os.TempDir()
 	}
 	return filepath.Join(dir, "rego-injector", "self-signed")
+}
+
+// openLog opens a decision log destination: stdout, stderr or a file appended to.
+func openLog(dest string, stderr io.Writer) (io.Writer, func(), error) {
+	switch dest {
+	case "stdout":
+		return os.Stdout, func() {}, nil
+	case "stderr":
+		return stderr, func() {}, nil
+	}
+	f, err := os.OpenFile(dest, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+	if err != nil {
+		return nil, nil, fmt.Errorf("decision log: %w", err)
+	}
+	return f, func() { f.Close() }, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -14,28 +15,111 @@ import (
 
 	regoinjector "github.com/rego-injector/rego-injector"
 	"github.com/rego-injector/rego-injector/engine/cluster"
+	"github.com/rego-injector/rego-injector/engine/injector"
+	"github.com/rego-injector/rego-injector/engine/metrics"
 	"github.com/rego-injector/rego-injector/engine/policy"
+	"github.com/rego-injector/rego-injector/engine/reload"
 )
 
-// loadPolicy reads the bundles named by srcs, or the embedded default bundle when there are none,
-// and compiles them.
-func loadPolicy(ctx context.Context, srcs []string) (*policy.Policy, error) {
-	var bundles []*bundle.Bundle
-	if len(srcs) == 0 {
-		b, err := regoinjector.DefaultBundle()
-		if err != nil {
-			return nil, err
-		}
-		bundles = append(bundles, b)
+// bundleFlags are the flags that say where bundles come from and how they are verified.
+type bundleFlags struct {
+	sources          listFlag
+	key, keyID, alg  string
+	interval         time.Duration
+	pollMin, pollMax time.Duration
+	caFile           string
+}
+
+func (b *bundleFlags) register(fs *flag.FlagSet, served bool) {
+	fs.Var(&b.sources, "bundle", "bundle directory, .tar.gz file"+map[bool]string{true: " or http(s) URL of a bundle server", false: ""}[served]+" (repeatable; absent: the embedded default bundle)")
+	fs.StringVar(&b.key, "bundle-verification-key", "", "public key (PEM file) every bundle must be signed with; absent: signatures are not checked")
+	fs.StringVar(&b.keyID, "bundle-verification-key-id", "default", "key id the bundle signatures name")
+	fs.StringVar(&b.alg, "bundle-signing-alg", "RS256", "signature algorithm of the verification key")
+	if served {
+		fs.DurationVar(&b.interval, "bundle-check-interval", 2*time.Second, "how often bundle directories and files are checked for changes")
+		fs.DurationVar(&b.pollMin, "bundle-poll-min", 10*time.Second, "least delay between downloads from a bundle server")
+		fs.DurationVar(&b.pollMax, "bundle-poll-max", 20*time.Second, "most delay between downloads from a bundle server")
+		fs.StringVar(&b.caFile, "bundle-ca-file", "", "CA certificate of an https bundle server (absent: the system roots)")
 	}
-	for _, src := range srcs {
-		b, err := policy.ReadSource(ctx, src)
+}
+
+// parseSources reads the bundle sources with their verification.
+func (b *bundleFlags) parseSources(specs []string) ([]policy.Source, error) {
+	var verify *policy.Verification
+	if b.key != "" {
+		var err error
+		if verify, err = policy.NewVerification(b.key, b.keyID, b.alg); err != nil {
+			return nil, fmt.Errorf("%w: %w", errUsage, err)
+		}
+	}
+	var out []policy.Source
+	for _, spec := range specs {
+		s, err := policy.ParseSource(spec, verify)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", errUsage, err)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// loadPolicy reads the bundles once (or the embedded default bundle when none is given) and
+// compiles them, for the offline commands.
+func (b *bundleFlags) loadPolicy(ctx context.Context) (*policy.Policy, error) {
+	if len(b.sources) == 0 {
+		d, err := regoinjector.DefaultBundle()
 		if err != nil {
 			return nil, err
 		}
-		bundles = append(bundles, b)
+		return policy.Compile(ctx, d)
+	}
+	sources, err := b.parseSources(b.sources)
+	if err != nil {
+		return nil, err
+	}
+	var bundles []*bundle.Bundle
+	for _, s := range sources {
+		if s.Remote() {
+			return nil, fmt.Errorf("%w: --bundle %s: the offline commands read local bundles only", errUsage, s.Spec)
+		}
+		bd, err := s.Read(ctx)
+		if err != nil {
+			return nil, err
+		}
+		bundles = append(bundles, bd)
 	}
 	return policy.Compile(ctx, bundles...)
+}
+
+// serveBundles activates the bundles named by specs on inj and keeps it on their newest good
+// revision; with no specs, the embedded default bundle, which never changes. It returns a function
+// reporting the reloader's status.
+func (b *bundleFlags) serveBundles(ctx context.Context, name string, specs []string, inj *injector.Injector, m *metrics.Metrics, log *slog.Logger) (func() reload.Status, error) {
+	if len(specs) == 0 {
+		p, err := b.loadPolicy(ctx)
+		if err != nil {
+			return nil, err
+		}
+		start := time.Now()
+		if err := inj.Activate(p); err != nil {
+			return nil, err
+		}
+		m.Activation(name, true, p.Revision(), time.Since(start))
+		st := reload.Status{Revision: p.Revision(), Activations: 1, LastSuccess: time.Now()}
+		return func() reload.Status { return st }, nil
+	}
+	sources, err := b.parseSources(specs)
+	if err != nil {
+		return nil, err
+	}
+	r := reload.New(inj, reload.Options{
+		Name: name, Sources: sources, Interval: b.interval, PollMin: b.pollMin, PollMax: b.pollMax,
+		CAFile: b.caFile, Log: log, Metrics: m,
+	})
+	if err := r.Start(ctx); err != nil {
+		return nil, err
+	}
+	return r.Status, nil
 }
 
 // kubeClient builds a client from kubeconfig, or from the pod's service account when kubeconfig is

@@ -38,6 +38,9 @@ type Injector struct {
 	ownNamespace string
 	log          *slog.Logger
 	metrics      *metrics.Metrics
+	decisions    *decisionLog
+	shadow       *Injector
+	shadowSlots  chan struct{}
 }
 
 // Option configures an Injector.
@@ -61,15 +64,18 @@ func New(ns cluster.Namespaces, opts ...Option) *Injector {
 	return i
 }
 
-// Activate parses p's templates and makes p the active revision in one atomic step. On error the
-// active revision is kept.
+// Activate parses p's templates, checks that the revision works (see selfTest) and makes it the
+// active revision in one atomic step. On error the active revision is kept.
 func (i *Injector) Activate(p *policy.Policy) error {
 	set, err := render.Parse(p.Templates())
 	if err != nil {
 		return fmt.Errorf("activate revision %q: %w", p.Revision(), err)
 	}
-	i.active.Store(&revision{policy: p, templates: set})
-	i.metrics.Activated(p.Revision())
+	rev := &revision{policy: p, templates: set}
+	if err := rev.selfTest(); err != nil {
+		return fmt.Errorf("activate revision %q: %w", p.Revision(), err)
+	}
+	i.active.Store(rev)
 	i.log.Info("bundle revision active", "revision", p.Revision(), "variants", p.Variants())
 	return nil
 }
@@ -119,24 +125,29 @@ func (i *Injector) Inject(ctx context.Context, in Pod) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	rev, pod := e.rev, e.pod
+	return e.rev.mutate(ctx, e)
+}
+
+// mutate runs the decision, render, merge and patch steps of one evaluation on this revision.
+func (rev *revision) mutate(ctx context.Context, e *evaluation) (Result, error) {
 	res := Result{Revision: rev.policy.Revision()}
+	var err error
 	if res.Decision, err = rev.policy.Decide(ctx, e.input); err != nil {
 		return res, err
 	}
-	if st, ok, err := inject.ReadStatus(pod); ok && err == nil && st.Revision == res.Revision {
+	if st, ok, err := inject.ReadStatus(e.pod); ok && err == nil && st.Revision == res.Revision {
 		res.Current = &st
 	}
 	if !res.Decision.Inject {
 		return res, nil
 	}
 
-	mutated := runtime.DeepCopyJSON(pod)
+	mutated := runtime.DeepCopyJSON(e.pod)
 	stripped, err := inject.Strip(mutated)
 	if err != nil {
 		return res, fmt.Errorf("strip the earlier injection: %w", err)
 	}
-	typed, err := typedPod(in.Raw, mutated, stripped)
+	typed, err := typedPod(e.raw, mutated, stripped)
 	if err != nil {
 		return res, err
 	}
@@ -155,7 +166,7 @@ func (i *Injector) Inject(ctx context.Context, in Pod) (Result, error) {
 	if err := inject.Apply(mutated, partial, status); err != nil {
 		return res, fmt.Errorf("merge variant %q: %w", res.Decision.Variant, err)
 	}
-	if res.Patch, err = patch.Create(in.Raw, mutated, stripped); err != nil {
+	if res.Patch, err = patch.Create(e.raw, mutated, stripped); err != nil {
 		return res, err
 	}
 	if res.Patch != nil {
@@ -177,6 +188,7 @@ func (i *Injector) Validate(ctx context.Context, in Pod) (policy.Verdict, string
 // evaluation is everything one policy evaluation needs, gathered once.
 type evaluation struct {
 	rev       *revision
+	raw       []byte
 	pod       map[string]any
 	namespace cluster.Namespace
 	owner     *workload.Owner
@@ -186,7 +198,7 @@ type evaluation struct {
 // evaluation decodes the pod, finds its namespace and owner and builds the policy input against the
 // active revision, which the caller must use for the rest of the request.
 func (i *Injector) evaluation(ctx context.Context, in Pod) (*evaluation, error) {
-	e := &evaluation{rev: i.active.Load()}
+	e := &evaluation{rev: i.active.Load(), raw: in.Raw}
 	if e.rev == nil {
 		return nil, ErrNotActive
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/bundle"
@@ -211,14 +212,45 @@ func TestBrokenBundleKeepsActiveRevision(t *testing.T) {
 	}
 }
 
-// TestTemplateErrorsFailClosed: a template that fails leaves the pod untouched and says why.
-func TestTemplateErrorsFailClosed(t *testing.T) {
+// TestBrokenTemplatesRefusedAtActivation: a revision whose template fails on a plain pod never
+// serves; the self-test refuses it and the active revision stays.
+func TestBrokenTemplatesRefusedAtActivation(t *testing.T) {
 	for name, text := range map[string]string{
 		"missing value":  "spec:\n  containers:\n  - name: x\n    image: {{ .Values.nope }}\n",
 		"panic":          "{{ div 1 0 }}",
 		"not a pod":      "spec:\n  containers: 3\n",
 		"forbidden part": "spec:\n  hostNetwork: true\n",
 		"typo":           "spec:\n  containers:\n  - name: x\n    imagee: y\n",
+		"bad values":     "spec:\n  containers:\n  - name: x\n    image: y\n    resources: {requests: {cpu: lots}}\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			inj := newInjector(t, compileDefault(t, ""), nil)
+			b, err := regoinjector.DefaultBundle()
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.Manifest.Revision = "broken"
+			setTemplate(b, "sidecar", text)
+			p, err := policy.Compile(t.Context(), b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := inj.Activate(p); err == nil || !strings.Contains(err.Error(), "self-test") {
+				t.Fatalf("activated, or refused for another reason: %v", err)
+			}
+			if inj.Revision() != "default-1" {
+				t.Fatalf("revision %q after a refused activation", inj.Revision())
+			}
+		})
+	}
+}
+
+// TestTemplateErrorsFailClosed: a template that fails on one pod leaves that pod untouched and says
+// why.
+func TestTemplateErrorsFailClosed(t *testing.T) {
+	for name, text := range map[string]string{
+		"missing value": "spec:\n  containers:\n  - name: x\n    image: {{ if eq .Pod.Name \"web\" }}{{ .Values.nope }}{{ else }}y{{ end }}\n",
+		"panic":         "spec:\n  containers:\n  - name: x\n    image: y{{ if eq .Pod.Name \"web\" }}{{ div 1 0 }}{{ end }}\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			b, err := regoinjector.DefaultBundle()

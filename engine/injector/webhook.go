@@ -32,8 +32,11 @@ func (i *Injector) mutate(ctx context.Context, req *admission.Request) *admissio
 		i.metrics.Admission("inject", metrics.ResultIgnored, "", time.Since(start))
 		return admission.Allowed()
 	}
-	res, err := i.Inject(ctx, Pod{Raw: req.Object.Raw, Request: req})
+	in := Pod{Raw: req.Object.Raw, Request: req}
+	res, err := i.Inject(ctx, in)
 	took := time.Since(start)
+	i.logDecision("injector/mutate/decision", req, res.Revision, res.Decision, err, took)
+	i.compareShadow(in, res, err)
 	if err != nil {
 		i.metrics.Admission("inject", metrics.ResultError, "", took)
 		log.Error("admission failed", "revision", res.Revision, "err", err, "duration_ms", ms(took))
@@ -65,6 +68,7 @@ func (i *Injector) validate(ctx context.Context, req *admission.Request) *admiss
 	}
 	v, rev, err := i.Validate(ctx, Pod{Raw: req.Object.Raw, Request: req})
 	took := time.Since(start)
+	i.logDecision("injector/validate", req, rev, verdictResult(v), err, took)
 	if err != nil {
 		i.metrics.Admission("validate", metrics.ResultError, "", took)
 		log.Error("admission failed", "revision", rev, "err", err, "duration_ms", ms(took))

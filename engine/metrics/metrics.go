@@ -16,6 +16,11 @@ type Metrics struct {
 	admissions *prometheus.CounterVec
 	duration   *prometheus.HistogramVec
 	revision   *prometheus.GaugeVec
+
+	activations    *prometheus.CounterVec
+	activationTime *prometheus.HistogramVec
+	lastActivation *prometheus.GaugeVec
+	shadowDiffs    *prometheus.CounterVec
 }
 
 // Result labels of the admissions counter.
@@ -50,7 +55,28 @@ func New() *Metrics {
 			Help:      "The active bundle revision (value 1 on the active revision's series).",
 		}, []string{"revision"}),
 	}
-	m.Registry.MustRegister(m.admissions, m.duration, m.revision,
+	m.activations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "rego_injector",
+		Name:      "bundle_activations_total",
+		Help:      "Bundle revisions compiled and offered for activation, by bundle (live, shadow) and result (activated, refused).",
+	}, []string{"bundle", "result"})
+	m.activationTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "rego_injector",
+		Name:      "bundle_activation_duration_seconds",
+		Help:      "Time to compile, prepare and check a bundle revision, by bundle.",
+		Buckets:   prometheus.ExponentialBuckets(1e-3, 2, 14),
+	}, []string{"bundle"})
+	m.lastActivation = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "rego_injector",
+		Name:      "bundle_last_activation_timestamp_seconds",
+		Help:      "Unix time of the last activation attempt, by bundle and result (activated, refused).",
+	}, []string{"bundle", "result"})
+	m.shadowDiffs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "rego_injector",
+		Name:      "shadow_differences_total",
+		Help:      "Admissions where the shadow bundle decided otherwise than the live one, by what differed (inject, variant, patch, error).",
+	}, []string{"kind"})
+	m.Registry.MustRegister(m.admissions, m.duration, m.revision, m.activations, m.activationTime, m.lastActivation, m.shadowDiffs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -64,11 +90,29 @@ func (m *Metrics) Admission(endpoint, result, variant string, took time.Duration
 	m.duration.WithLabelValues(endpoint).Observe(took.Seconds())
 }
 
-// Activated records that revision is now the active bundle revision.
-func (m *Metrics) Activated(revision string) {
+// Activation records one attempt to activate a revision of the named bundle ("live" or
+// "shadow"); revision is the one now active when ok.
+func (m *Metrics) Activation(bundle string, ok bool, revision string, took time.Duration) {
 	if m == nil {
 		return
 	}
-	m.revision.Reset()
-	m.revision.WithLabelValues(revision).Set(1)
+	result := "refused"
+	if ok {
+		result = "activated"
+		if bundle == "live" {
+			m.revision.Reset()
+			m.revision.WithLabelValues(revision).Set(1)
+		}
+	}
+	m.activations.WithLabelValues(bundle, result).Inc()
+	m.activationTime.WithLabelValues(bundle).Observe(took.Seconds())
+	m.lastActivation.WithLabelValues(bundle, result).SetToCurrentTime()
+}
+
+// ShadowDifference counts an admission the shadow bundle decided otherwise; kind says what differed.
+func (m *Metrics) ShadowDifference(kind string) {
+	if m == nil {
+		return
+	}
+	m.shadowDiffs.WithLabelValues(kind).Inc()
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/bundle"
@@ -22,31 +21,13 @@ func skipTests(abspath string, info fs.FileInfo, _ int) bool {
 	return !info.IsDir() && strings.HasSuffix(info.Name(), "_test.rego")
 }
 
-// ReadSource reads a bundle from a directory or a .tar.gz file named by src.
+// ReadSource reads an unsigned bundle from a directory or a .tar.gz file named by src.
 func ReadSource(ctx context.Context, src string) (*bundle.Bundle, error) {
-	if err := ctx.Err(); err != nil {
+	s, err := ParseSource(src, nil)
+	if err != nil {
 		return nil, err
 	}
-	st, err := os.Stat(src)
-	if err != nil {
-		return nil, fmt.Errorf("bundle %s: %w", src, err)
-	}
-	var loader bundle.DirectoryLoader
-	if st.IsDir() {
-		loader = bundle.NewDirectoryLoader(src)
-	} else {
-		f, err := os.Open(src)
-		if err != nil {
-			return nil, fmt.Errorf("bundle %s: %w", src, err)
-		}
-		defer f.Close()
-		loader = bundle.NewTarballLoaderWithBaseURL(f, src)
-	}
-	b, err := read(loader, src)
-	if err != nil {
-		return nil, fmt.Errorf("bundle %s: %w", src, err)
-	}
-	return b, nil
+	return s.Read(ctx)
 }
 
 // ReadFS reads a bundle laid out as a directory in fsys (for example one compiled in with go:embed).
@@ -55,18 +36,19 @@ func ReadFS(fsys fs.FS, name string) (*bundle.Bundle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", name, err)
 	}
-	b, err := read(loader, name)
+	b, err := read(loader, name, nil)
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", name, err)
 	}
 	return b, nil
 }
 
-func read(loader bundle.DirectoryLoader, name string) (*bundle.Bundle, error) {
+func read(loader bundle.DirectoryLoader, name string, verify *Verification) (*bundle.Bundle, error) {
 	b, err := bundle.NewCustomReader(loader.WithFilter(skipTests)).
 		WithBundleName(name).
 		WithSizeLimitBytes(maxBundleBytes).
-		WithSkipBundleVerification(true).
+		WithBundleVerificationConfig(verify.bundleConfig()).
+		WithSkipBundleVerification(verify == nil).
 		Read()
 	if err != nil {
 		return nil, err

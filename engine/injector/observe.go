@@ -1,0 +1,210 @@
+package injector
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"maps"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rego-injector/rego-injector/engine/admission"
+	"github.com/rego-injector/rego-injector/engine/inject"
+	"github.com/rego-injector/rego-injector/engine/policy"
+)
+
+// WithShadow evaluates every mutating admission with shadow too, off the request path, and logs
+// and counts where its answer differs. The shadow's answer is never applied.
+func WithShadow(shadow *Injector) Option {
+	return func(i *Injector) {
+		i.shadow = shadow
+		i.shadowSlots = make(chan struct{}, 4)
+	}
+}
+
+// WithDecisionLog writes one JSON line per admission to w, with the fields OPA's decision logs use.
+func WithDecisionLog(w io.Writer) Option {
+	return func(i *Injector) { i.decisions = &decisionLog{enc: json.NewEncoder(w)} }
+}
+
+// decisionLog serialises decision log lines.
+type decisionLog struct {
+	mu  sync.Mutex
+	enc *json.Encoder
+}
+
+// decisionEntry is one decision log line. Field names follow OPA's decision logs.
+type decisionEntry struct {
+	DecisionID string                       `json:"decision_id"`
+	Timestamp  time.Time                    `json:"timestamp"`
+	Path       string                       `json:"path"`
+	Labels     map[string]string            `json:"labels"`
+	Bundles    map[string]map[string]string `json:"bundles"`
+	Input      map[string]any               `json:"input"`
+	Result     any                          `json:"result,omitempty"`
+	Error      string                       `json:"error,omitempty"`
+	Erased     []string                     `json:"erased"`
+	Metrics    map[string]int64             `json:"metrics"`
+}
+
+// erased names what the logged input leaves out of the policy input: the pod spec beyond container
+// names and images (environment values hold secrets), and the old object.
+var erased = []string{"/input/object/spec", "/input/oldObject"}
+
+func (i *Injector) logDecision(path string, req *admission.Request, revision string, result any, err error, took time.Duration) {
+	if i.decisions == nil {
+		return
+	}
+	e := decisionEntry{
+		DecisionID: newID(),
+		Timestamp:  time.Now().UTC(),
+		Path:       path,
+		Labels:     map[string]string{"app": "rego-injector"},
+		Bundles:    map[string]map[string]string{"live": {"revision": revision}},
+		Input:      summary(req),
+		Result:     result,
+		Erased:     erased,
+		Metrics:    map[string]int64{"timer_server_handler_ns": took.Nanoseconds()},
+	}
+	if err != nil {
+		e.Error = err.Error()
+	}
+	i.decisions.mu.Lock()
+	defer i.decisions.mu.Unlock()
+	if err := i.decisions.enc.Encode(e); err != nil {
+		i.log.Error("write decision log", "err", err)
+	}
+}
+
+// summary is the part of the policy input a decision log may hold: who asked for what, the pod's
+// identity, labels and annotations, and its containers' names and images. Never env values.
+func summary(req *admission.Request) map[string]any {
+	var pod struct {
+		Metadata map[string]any `json:"metadata"`
+		Spec     struct {
+			Containers     []struct{ Name, Image string } `json:"containers"`
+			InitContainers []struct{ Name, Image string } `json:"initContainers"`
+			HostNetwork    bool                           `json:"hostNetwork"`
+		} `json:"spec"`
+	}
+	_ = json.Unmarshal(req.Object.Raw, &pod)
+	meta := map[string]any{}
+	for _, k := range []string{"name", "generateName", "namespace", "labels", "annotations", "ownerReferences"} {
+		if v, ok := pod.Metadata[k]; ok {
+			meta[k] = v
+		}
+	}
+	containers := func(cs []struct{ Name, Image string }) []map[string]string {
+		out := make([]map[string]string, len(cs))
+		for i, c := range cs {
+			out[i] = map[string]string{"name": c.Name, "image": c.Image}
+		}
+		return out
+	}
+	return map[string]any{
+		"request": map[string]any{
+			"uid": req.UID, "namespace": req.Namespace, "name": req.Name, "operation": req.Operation,
+			"kind": req.Kind, "userInfo": map[string]any{"username": req.UserInfo.Username}, "dryRun": req.DryRun != nil && *req.DryRun,
+		},
+		"object": map[string]any{
+			"metadata": meta,
+			"spec": map[string]any{
+				"containers": containers(pod.Spec.Containers), "initContainers": containers(pod.Spec.InitContainers),
+				"hostNetwork": pod.Spec.HostNetwork,
+			},
+		},
+	}
+}
+
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// compareShadow evaluates the pod with the shadow bundle in the background and reports how its
+// answer differs from the live one. When the shadow is busy the comparison is skipped rather than
+// queued, so that shadowing never holds admissions back.
+func (i *Injector) compareShadow(in Pod, live Result, liveErr error) {
+	if i.shadow == nil {
+		return
+	}
+	select {
+	case i.shadowSlots <- struct{}{}:
+	default:
+		i.metrics.ShadowDifference("skipped")
+		return
+	}
+	go func() {
+		defer func() { <-i.shadowSlots }()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		sh, err := i.shadow.Inject(ctx, in)
+		kind := shadowDifference(live, liveErr, sh, err)
+		if kind == "" {
+			return
+		}
+		i.metrics.ShadowDifference(kind)
+		attrs := []any{"uid", in.Request.UID, "namespace", in.Request.Namespace, "name", podName(in.Request), "differs", kind,
+			"live", map[string]any{"revision": live.Revision, "inject": live.Decision.Inject, "variant": live.Decision.Variant, "reasons": live.Decision.Reasons},
+			"shadow", map[string]any{"revision": sh.Revision, "inject": sh.Decision.Inject, "variant": sh.Decision.Variant, "reasons": sh.Decision.Reasons}}
+		if err != nil {
+			attrs = append(attrs, "shadowError", err.Error())
+		}
+		i.log.Info("shadow bundle differs", attrs...)
+	}()
+}
+
+// shadowDifference names the first way the shadow's answer differs from the live one: "error",
+// "inject", "variant" or "patch"; "" when they agree. Pods are compared without the status
+// annotation and with the shadow's revision read as the live one, so that a new revision that
+// injects the same sidecar is no difference.
+func shadowDifference(live Result, liveErr error, sh Result, shErr error) string {
+	switch {
+	case (liveErr == nil) != (shErr == nil):
+		return "error"
+	case liveErr != nil:
+		return ""
+	case live.Decision.Inject != sh.Decision.Inject:
+		return "inject"
+	case live.Decision.Variant != sh.Decision.Variant:
+		return "variant"
+	case !bytes.Equal(normalized(live.Pod, live.Revision, live.Revision), normalized(sh.Pod, sh.Revision, live.Revision)):
+		return "patch"
+	}
+	return ""
+}
+
+// normalized encodes pod without its status annotation and with revision read as as.
+func normalized(pod map[string]any, revision, as string) []byte {
+	if pod == nil {
+		return nil
+	}
+	view := maps.Clone(pod)
+	if meta, ok := pod["metadata"].(map[string]any); ok {
+		meta = maps.Clone(meta)
+		if ann, ok := meta["annotations"].(map[string]any); ok {
+			ann = maps.Clone(ann)
+			delete(ann, inject.StatusAnnotation)
+			meta["annotations"] = ann
+		}
+		view["metadata"] = meta
+	}
+	b, _ := json.Marshal(view)
+	if revision != as && revision != "" {
+		b = []byte(strings.ReplaceAll(string(b), revision, as))
+	}
+	return b
+}
+
+// verdictResult is how a validation verdict appears in the decision log.
+func verdictResult(v policy.Verdict) map[string]any {
+	return map[string]any{"deny": nonNil(v.Deny), "warn": nonNil(v.Warn)}
+}
