@@ -8,6 +8,10 @@ LDFLAGS   := -X main.version=$(VERSION)
 POLICIES  := policies bundles/default
 STAGE     := build/bundle-default
 FUZZTIME  ?= 30s
+COVERAGE  ?= 90
+# make bundle SIGNING_KEY=key.pem signs the bundle (opa build --signing-key).
+SIGNING_KEY ?=
+SIGNING_ALG ?= RS256
 
 .PHONY: help run build test go-test opa-test lint bundle bench fuzz e2e cluster-binaries clean
 
@@ -26,10 +30,14 @@ lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-opa-test: ## opa fmt, opa check and opa test on the shipped policies, with OPA's own CLI
+opa-test: ## opa fmt, opa check and opa test (coverage at least $(COVERAGE) %) with OPA's own CLI
 	$(OPA) fmt --fail --list $(POLICIES) >/dev/null || { echo "opa fmt needed:"; $(OPA) fmt --list $(POLICIES); exit 1; }
 	$(OPA) check --strict $(POLICIES)
 	$(OPA) test $(POLICIES)
+	@mkdir -p build
+	@$(OPA) test --coverage --threshold $(COVERAGE) $(POLICIES) > build/coverage.json || \
+	  { echo "policy coverage below $(COVERAGE) % (see build/coverage.json)"; exit 1; }
+	@echo "policy coverage $$(grep -o '"coverage": *[0-9.]*' build/coverage.json | tail -1 | grep -o '[0-9.]*$$') % (at least $(COVERAGE) % required)"
 
 go-test: ## go test, with the race detector on the engine
 	$(GO) test -race -count=1 ./engine/...
@@ -42,12 +50,13 @@ e2e: build ## end-to-end tests against a real etcd, kube-apiserver and kube-cont
 	@bin=$$(test/tools/cluster-binaries.sh) && \
 	REGO_INJECTOR_CLUSTER_BIN=$$bin REGO_INJECTOR_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m ./test/e2e/
 
-bundle: ## build build/default.tar.gz from policies/ and bundles/default with opa build
+bundle: ## build build/default.tar.gz from policies/ and bundles/default with opa build (SIGNING_KEY=key.pem signs it)
 	rm -rf $(STAGE) && mkdir -p $(STAGE)
 	cp -R bundles/default/. $(STAGE)/
 	cd policies && find . -name '*.rego' ! -name '*_test.rego' -exec cp --parents {} ../$(STAGE)/ \;
-	$(OPA) build --bundle $(STAGE) --output build/default.tar.gz
-	@echo "wrote build/default.tar.gz"
+	cd $(STAGE) && $(OPA) build --bundle . --output ../default.tar.gz \
+	  $(if $(SIGNING_KEY),--signing-key $(abspath $(SIGNING_KEY)) --signing-alg $(SIGNING_ALG))
+	@echo "wrote build/default.tar.gz$(if $(SIGNING_KEY), signed with $(SIGNING_KEY))"
 
 bench: ## run the Go benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./engine/...

@@ -102,3 +102,13 @@ func TestUsageErrors(t *testing.T) {
 		t.Errorf("bad YAML: exit %d, %s", code, stderr)
 	}
 }
+
+func TestExplainTrace(t *testing.T) {
+	code, out, stderr := runCmd(t, workloads, "explain", "-f", "-", "--trace", "--namespace-labels", "istio-injection=enabled")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(out, "evaluation trace:") || !strings.Contains(out, "policies/injector/mutate.rego:") || !strings.Contains(out, "Exit data.injector.mutate.decision") {
+		t.Errorf("no trace with policy locations:\n%.2000s", out)
+	}
+}

@@ -79,6 +79,7 @@ func explainCmd(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	var o offlineFlags
 	o.register(fs)
 	output := fs.String("o", "text", "output format: text or json")
+	trace := fs.Bool("trace", false, "show the policy evaluation that decided each workload (OPA's trace, with file and line)")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
@@ -90,6 +91,7 @@ func explainCmd(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		return err
 	}
 	defer in.Close()
+	p.Trace = *trace
 	workloads, err := p.Explain(ctx, in)
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync/atomic"
 
@@ -173,6 +174,15 @@ func (rev *revision) mutate(ctx context.Context, e *evaluation) (Result, error) 
 		res.Pod = mutated
 	}
 	return res, nil
+}
+
+// Trace writes the evaluation trace of the mutating decision on the pod to w.
+func (i *Injector) Trace(ctx context.Context, in Pod, w io.Writer) error {
+	e, err := i.evaluation(ctx, in)
+	if err != nil {
+		return err
+	}
+	return e.rev.policy.Trace(ctx, e.input, w)
 }
 
 // Validate runs the validating policy on the pod and names the revision that judged it.

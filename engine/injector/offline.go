@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -50,4 +51,18 @@ func (i *Injector) InjectObject(ctx context.Context, obj map[string]any, namespa
 		return obj, res, true, err
 	}
 	return t.Apply(res.Pod), res, true, nil
+}
+
+// TraceObject writes the evaluation trace of the decision on the pod inside obj to w; ok is false
+// for kinds that carry no pod.
+func (i *Injector) TraceObject(ctx context.Context, obj map[string]any, namespace string, w io.Writer) (ok bool, err error) {
+	t, ok := workload.PodTemplate(obj)
+	if !ok {
+		return false, nil
+	}
+	in, err := Offline(t.Pod, namespace, t.Owner)
+	if err != nil {
+		return true, err
+	}
+	return true, i.Trace(ctx, in, w)
 }

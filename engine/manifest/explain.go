@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // WriteText writes one paragraph per workload: the verdict, then its reasons and warnings.
@@ -29,6 +30,12 @@ func WriteText(w io.Writer, workloads []Workload) error {
 		}
 		for _, warn := range wl.Decision.Warnings {
 			fmt.Fprintf(w, "  warning: %s\n", warn)
+		}
+		if wl.Trace != "" {
+			fmt.Fprintf(w, "  evaluation trace:\n")
+			for _, line := range strings.Split(strings.TrimRight(wl.Trace, "\n"), "\n") {
+				fmt.Fprintf(w, "    %s\n", line)
+			}
 		}
 	}
 	if len(workloads) == 0 {

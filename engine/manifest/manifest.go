@@ -65,6 +65,8 @@ type Workload struct {
 	// Current is the injection of this revision the workload already carries, if any.
 	Current  *inject.Status  `json:"current,omitempty"`
 	Decision policy.Decision `json:"decision"`
+	// Trace is the policy evaluation that decided, when the Processor traces.
+	Trace string `json:"trace,omitempty"`
 }
 
 // Processor runs an injector over streams.
@@ -72,6 +74,8 @@ type Processor struct {
 	Injector *injector.Injector
 	// Namespace is the namespace of objects that do not name one.
 	Namespace string
+	// Trace records the policy evaluation of every workload Explain reports.
+	Trace bool
 }
 
 // Inject writes the stream with every workload injected. Documents that are not workloads, and
@@ -165,6 +169,13 @@ func (p *Processor) object(ctx context.Context, d Document, obj map[string]any, 
 	}
 	if err != nil {
 		return obj, false, fmt.Errorf("document %d: %s %q: %w", d.Index, kind, wl.Name, err)
+	}
+	if p.Trace {
+		var trace strings.Builder
+		if _, err := p.Injector.TraceObject(ctx, obj, p.Namespace, &trace); err != nil {
+			return obj, false, fmt.Errorf("document %d: %s %q: trace: %w", d.Index, kind, wl.Name, err)
+		}
+		wl.Trace = trace.String()
 	}
 	*all = append(*all, wl)
 	return got, res.Pod != nil, nil

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
 // The queries a bundle must answer. They are the whole contract between the engine and policy authors;
@@ -145,4 +147,15 @@ func evalOne(ctx context.Context, pq rego.PreparedEvalQuery, query string, input
 		return nil, fmt.Errorf("%s: %w", query, ErrUndefined)
 	}
 	return rs[0].Expressions[0].Value, nil
+}
+
+// Trace evaluates the mutating decision for input with OPA's tracer on and writes the evaluation
+// trace to w, each step with its policy file and line: how the decision was reached.
+func (p *Policy) Trace(ctx context.Context, input ast.Value, w io.Writer) error {
+	buf := topdown.NewBufferTracer()
+	if _, err := p.mutate.Eval(ctx, rego.EvalParsedInput(input), rego.EvalQueryTracer(buf)); err != nil {
+		return fmt.Errorf("evaluate %s: %w", MutateQuery, err)
+	}
+	topdown.PrettyTraceWithLocation(w, *buf)
+	return nil
 }

@@ -1,0 +1,285 @@
+package reload_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/bundle"
+
+	regoinjector "github.com/rego-injector/rego-injector"
+	"github.com/rego-injector/rego-injector/engine/cluster"
+	"github.com/rego-injector/rego-injector/engine/injector"
+	"github.com/rego-injector/rego-injector/engine/policy"
+	"github.com/rego-injector/rego-injector/engine/reload"
+)
+
+// defaultAt is the embedded default bundle at another revision.
+func defaultAt(t *testing.T, revision string) *bundle.Bundle {
+	t.Helper()
+	b, err := regoinjector.DefaultBundle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Manifest.Revision = revision
+	return b
+}
+
+// writeTarball writes b as a bundle file, signed with key when it is not nil.
+func writeTarball(t *testing.T, path string, b *bundle.Bundle, key *rsa.PrivateKey) {
+	t.Helper()
+	if key != nil {
+		if err := b.GenerateSignature(bundle.NewSigningConfig(string(privatePEM(key)), "RS256", ""), "default", false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	if err := bundle.NewWriter(&buf).Write(*b); err != nil {
+		t.Fatal(err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeDir lays b out as a bundle directory.
+func writeDir(t *testing.T, dir string, b *bundle.Bundle) {
+	t.Helper()
+	write := func(name string, data []byte) {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	manifest, _ := json.Marshal(b.Manifest)
+	data, _ := json.Marshal(b.Data)
+	write(".manifest", manifest)
+	write("data.json", data)
+	for _, m := range b.Modules {
+		write(m.Path, m.Raw)
+	}
+}
+
+func newKey(t *testing.T) *rsa.PrivateKey {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func privatePEM(k *rsa.PrivateKey) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})
+}
+
+func publicPEM(t *testing.T, k *rsa.PrivateKey) string {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+}
+
+func start(t *testing.T, verify *policy.Verification, specs ...string) (*injector.Injector, *reload.Reloader) {
+	t.Helper()
+	inj := injector.New(cluster.Static{})
+	var sources []policy.Source
+	for _, s := range specs {
+		src, err := policy.ParseSource(s, verify)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sources = append(sources, src)
+	}
+	r := reload.New(inj, reload.Options{Name: "live", Sources: sources, Interval: 20 * time.Millisecond, PollMin: time.Second, PollMax: time.Second})
+	if err := r.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return inj, r
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestReloadDirectory(t *testing.T) {
+	dir := t.TempDir()
+	writeDir(t, dir, defaultAt(t, "dir-1"))
+	inj, r := start(t, nil, dir)
+	if inj.Revision() != "dir-1" {
+		t.Fatalf("revision %q", inj.Revision())
+	}
+	time.Sleep(20 * time.Millisecond) // a distinct modification time
+	writeDir(t, dir, defaultAt(t, "dir-2"))
+	waitFor(t, "dir-2", func() bool { return inj.Revision() == "dir-2" })
+	if st := r.Status(); st.Activations != 2 || st.Refusals != 0 {
+		t.Errorf("status %+v", st)
+	}
+}
+
+func TestReloadTarball(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "bundle.tar.gz")
+	writeTarball(t, file, defaultAt(t, "tar-1"), nil)
+	inj, _ := start(t, nil, file)
+	writeTarball(t, file, defaultAt(t, "tar-2"), nil)
+	waitFor(t, "tar-2", func() bool { return inj.Revision() == "tar-2" })
+}
+
+// TestBadBundlesKeepTheLastGood: with a verification key configured, each bad bundle is refused
+// and the last good revision keeps serving; a good signed bundle then activates.
+func TestBadBundlesKeepTheLastGood(t *testing.T) {
+	key, other := newKey(t), newKey(t)
+	verify, err := policy.NewVerification(publicPEM(t, key), "default", "RS256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "bundle.tar.gz")
+	writeTarball(t, file, defaultAt(t, "good-1"), key)
+	inj, r := start(t, verify, file)
+	if inj.Revision() != "good-1" {
+		t.Fatalf("a signed bundle was not activated: %q", inj.Revision())
+	}
+	module := func(b *bundle.Bundle, path, src string) {
+		b.Modules = append(b.Modules, bundle.ModuleFile{URL: path, Path: path, Raw: []byte(src), Parsed: ast.MustParseModuleWithOpts(src, ast.ParserOptions{RegoVersion: ast.RegoV1})})
+	}
+	templates := func(b *bundle.Bundle) map[string]any {
+		return b.Data["injector"].(map[string]any)["templates"].(map[string]any)
+	}
+	cases := []struct {
+		name string
+		make func() *bundle.Bundle
+		key  *rsa.PrivateKey
+		want string
+	}{
+		{"unsigned", func() *bundle.Bundle { return defaultAt(t, "bad") }, nil, "signature"},
+		{"signed by another key", func() *bundle.Bundle { return defaultAt(t, "bad") }, other, "verif"},
+		{"roots violated", func() *bundle.Bundle {
+			b := defaultAt(t, "bad")
+			module(b, "other/x.rego", "package other\n\nx := 1\n")
+			return b
+		}, key, "root"},
+		{"rego does not compile", func() *bundle.Bundle {
+			b := defaultAt(t, "bad")
+			module(b, "injector/broken.rego", "package injector.broken\n\nx := y\n")
+			return b
+		}, key, "y"},
+		{"template does not parse", func() *bundle.Bundle {
+			b := defaultAt(t, "bad")
+			templates(b)["sidecar"] = "{{ if }"
+			return b
+		}, key, "template"},
+		{"values fail the self-test", func() *bundle.Bundle {
+			b := defaultAt(t, "bad")
+			b.Data["injector"].(map[string]any)["values"].(map[string]any)["proxy"].(map[string]any)["resources"] = map[string]any{"requests": map[string]any{"cpu": "lots"}}
+			return b
+		}, key, "self-test"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := r.Status().Refusals
+			writeTarball(t, file, tc.make(), tc.key)
+			waitFor(t, "a refusal", func() bool { return r.Status().Refusals > before })
+			if st := r.Status(); !strings.Contains(strings.ToLower(st.LastError), tc.want) {
+				t.Errorf("refused for another reason: %s", st.LastError)
+			}
+			if inj.Revision() != "good-1" {
+				t.Fatalf("revision %q after a bad bundle", inj.Revision())
+			}
+		})
+	}
+	// Tampered: signed, then changed.
+	b := defaultAt(t, "tampered")
+	if err := b.GenerateSignature(bundle.NewSigningConfig(string(privatePEM(key)), "RS256", ""), "default", false); err != nil {
+		t.Fatal(err)
+	}
+	b.Data["injector"].(map[string]any)["config"].(map[string]any)["policy"] = "disabled"
+	before := r.Status().Refusals
+	writeTarball(t, file, b, nil)
+	waitFor(t, "the tampered bundle refused", func() bool { return r.Status().Refusals > before })
+	if inj.Revision() != "good-1" {
+		t.Fatalf("a tampered bundle was activated")
+	}
+	writeTarball(t, file, defaultAt(t, "good-2"), key)
+	waitFor(t, "good-2", func() bool { return inj.Revision() == "good-2" })
+}
+
+// TestBundleServer: a bundle server answering with an ETag; unchanged polls are 304s and compile
+// nothing; a new bundle is activated.
+func TestBundleServer(t *testing.T) {
+	var current atomic.Value
+	var etag atomic.Value
+	var full, notModified atomic.Int64
+	publish := func(b *bundle.Bundle, tag string) {
+		var buf bytes.Buffer
+		if err := bundle.NewWriter(&buf).Write(*b); err != nil {
+			t.Fatal(err)
+		}
+		current.Store(buf.Bytes())
+		etag.Store(tag)
+	}
+	publish(defaultAt(t, "http-1"), `"v1"`)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tag := etag.Load().(string)
+		if r.Header.Get("If-None-Match") == tag {
+			notModified.Add(1)
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		full.Add(1)
+		w.Header().Set("ETag", tag)
+		w.Header().Set("Content-Type", "application/gzip")
+		_, _ = w.Write(current.Load().([]byte))
+	}))
+	defer srv.Close()
+	inj, r := start(t, nil, srv.URL+"/bundles/default.tar.gz")
+	waitFor(t, "http-1", func() bool { return inj.Revision() == "http-1" })
+	waitFor(t, "two 304s", func() bool { return notModified.Load() >= 2 })
+	if st := r.Status(); st.Activations != 1 || full.Load() != 1 {
+		t.Fatalf("unchanged bundle recompiled: %+v, %d full downloads", st, full.Load())
+	}
+	publish(defaultAt(t, "http-2"), `"v2"`)
+	waitFor(t, "http-2", func() bool { return inj.Revision() == "http-2" })
+	if r.Status().Activations != 2 {
+		t.Errorf("status %+v", r.Status())
+	}
+}
+
+func TestStartRefusesABrokenBundle(t *testing.T) {
+	dir := t.TempDir()
+	b := defaultAt(t, "broken")
+	b.Data["injector"].(map[string]any)["templates"].(map[string]any)["sidecar"] = "{{ if }"
+	writeDir(t, dir, b)
+	src, _ := policy.ParseSource(dir, nil)
+	r := reload.New(injector.New(cluster.Static{}), reload.Options{Name: "live", Sources: []policy.Source{src}})
+	if err := r.Start(t.Context()); err == nil {
+		t.Fatal("started on a bundle whose template does not parse")
+	}
+}
