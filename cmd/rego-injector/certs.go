@@ -20,14 +20,14 @@ func certsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("certs", flag.ContinueOnError)
 	var o certs.Options
 	fs.StringVar(&o.Service, "service", "rego-injector", "the webhook's Service")
-	fs.StringVar(&o.Namespace, "namespace", "rego-injector-system", "the Service's namespace, where the Secret goes")
+	fs.StringVar(&o.Namespace, "service-namespace", "rego-injector-system", "the Service's namespace, where the Secret goes")
 	fs.StringVar(&o.Secret, "secret", "rego-injector-tls", "the TLS Secret the Deployment mounts")
 	webhooks := fs.String("webhook-configurations", "rego-injector", "comma-separated names of the Mutating- and ValidatingWebhookConfigurations whose caBundle to patch")
 	fs.DurationVar(&o.Validity, "validity", 365*24*time.Hour, "validity of a new serving certificate (the CA gets ten times as long)")
 	fs.DurationVar(&o.RenewBefore, "renew-before", 30*24*time.Hour, "renew the serving certificate when it expires within this margin")
 	fs.BoolVar(&o.Renew, "renew", false, "issue a new serving certificate now (the CA is kept)")
 	kubeconfig := fs.String("kubeconfig", "", "install into this cluster (absent: in-cluster config when running in a pod)")
-	output := fs.String("o", "", "write the Secret as YAML to this file (- for standard output) instead of installing it; the caBundle goes to standard error")
+	output := fs.String("secret-file", "", "write the Secret as YAML to this file (- for standard output) instead of installing it; the caBundle goes to standard error")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
@@ -40,11 +40,14 @@ func certsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if cs == nil {
-		return fmt.Errorf("%w: no cluster: give --kubeconfig, or -o FILE to write the Secret instead", errUsage)
+		return fmt.Errorf("%w: no cluster: give --kubeconfig, or --secret-file FILE to write the Secret instead", errUsage)
 	}
 	res, err := certs.Ensure(ctx, cs, o)
 	if err != nil {
 		return err
+	}
+	if res.NewCA {
+		fmt.Fprintf(stdout, "secret %s/%s: new CA (none was readable, or it was about to expire); pods are refused until every replica serves the new certificate\n", o.Namespace, o.Secret)
 	}
 	if res.Issued {
 		fmt.Fprintf(stdout, "secret %s/%s: new serving certificate for %s\n", o.Namespace, o.Secret, strings.Join(certs.ServiceHosts(o.Service, o.Namespace), ", "))

@@ -122,11 +122,14 @@ func (b *bundleFlags) serveBundles(ctx context.Context, name string, specs []str
 	return r.Status, nil
 }
 
-// kubeClient builds a client from kubeconfig, or from the pod's service account when kubeconfig is
-// empty and the process runs in a cluster. It returns nil, nil when neither is available.
+// kubeClient builds a client from kubeconfig (or $KUBECONFIG), or from the pod's service account
+// when neither is set and the process runs in a cluster. It returns nil, nil when neither is available.
 func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
 	var cfg *rest.Config
 	var err error
+	if kubeconfig == "" {
+		kubeconfig = os.Getenv("KUBECONFIG")
+	}
 	switch {
 	case kubeconfig != "":
 		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)

@@ -20,7 +20,9 @@ const MaxBodyBytes = 7 << 20
 
 // Serve returns an http.Handler that decodes AdmissionReviews, passes each request to h and writes
 // the response in the review's own version. Errors in the HTTP exchange are answered precisely (400
-// malformed, 405 not POST, 413 too large, 415 not JSON); a panic in h becomes an Errored response.
+// malformed, 405 not POST, 413 too large, 415 not JSON). An Errored response from h, and a panic in
+// h, are answered with their HTTP status (500) and message, so that the apiserver treats them as a
+// failed call and applies the webhook's failurePolicy.
 func Serve(h Handler, log *slog.Logger) http.Handler {
 	return &server{handler: h, log: log}
 }
@@ -56,6 +58,12 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp := s.handle(r, review.Request)
+	if !resp.Allowed && resp.Result != nil && resp.Result.Code >= http.StatusInternalServerError {
+		// An error, not a verdict: answered as an HTTP error so that the apiserver applies the
+		// webhook's failurePolicy (an AdmissionReview with allowed: false would be a denial).
+		httpError(w, int(resp.Result.Code), resp.Result.Message)
+		return
+	}
 	resp.UID = review.Request.UID
 	out, err := review.encode(resp)
 	if err != nil {

@@ -25,17 +25,20 @@ func serve(t *testing.T, h admission.Handler, method, contentType, body string) 
 	return rec
 }
 
-func TestPanicBecomesErroredResponse(t *testing.T) {
+func TestPanicAndErrorsAreHTTPErrors(t *testing.T) {
 	h := admission.HandlerFunc(func(context.Context, *admission.Request) *admission.Response { panic("boom") })
 	rec := serve(t, h, http.MethodPost, "application/json", review)
-	if rec.Code != http.StatusOK {
-		t.Fatalf("status %d", rec.Code)
+	// An HTTP error, so that the apiserver applies the webhook's failurePolicy.
+	if rec.Code != http.StatusInternalServerError || !strings.Contains(rec.Body.String(), "boom") {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
 	}
+	ok := admission.HandlerFunc(func(context.Context, *admission.Request) *admission.Response { return admission.Denied("no") })
+	rec = serve(t, ok, http.MethodPost, "application/json", review)
 	var out admissionv1.AdmissionReview
-	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
-		t.Fatal(err)
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || rec.Code != http.StatusOK {
+		t.Fatalf("a denial is an answer, not an error: %d %s", rec.Code, rec.Body)
 	}
-	if out.Response.Allowed || out.Response.UID != "u-1" || out.Response.Result.Code != 500 || !strings.Contains(out.Response.Result.Message, "boom") {
+	if out.Response.Allowed || out.Response.UID != "u-1" || out.Response.Result.Code != http.StatusForbidden {
 		t.Fatalf("unexpected response %s", rec.Body)
 	}
 }

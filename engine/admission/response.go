@@ -55,7 +55,8 @@ func Denied(message string, warnings ...string) *Response {
 	}
 }
 
-// Errored refuses the request because it could not be answered: code is an HTTP status, err the cause.
+// Errored says the request could not be answered: code is an HTTP status (5xx), err the cause. Serve
+// answers it as an HTTP error, and the apiserver's failurePolicy decides what happens to the object.
 func Errored(code int32, err error) *Response {
 	return &Response{
 		Allowed: false,

@@ -49,6 +49,9 @@ type Result struct {
 	CAPEM []byte
 	// Issued is true when a new serving certificate was written.
 	Issued bool
+	// NewCA is true when a new authority was made: there was none, it was unreadable, or it was
+	// about to expire.
+	NewCA bool
 	// Patched lists the webhook configurations whose caBundle changed, as kind/name.
 	Patched []string
 	// CertPEM and KeyPEM are the serving certificate and key now in the Secret.
@@ -60,14 +63,16 @@ type Result struct {
 func Build(opts Options, existing *corev1.Secret) (secret *corev1.Secret, ca *Authority, issued bool, err error) {
 	hosts := append(ServiceHosts(opts.Service, opts.Namespace), opts.ExtraHosts...)
 	if existing != nil {
-		if ca, err = LoadAuthority(existing.Data[KeyCACert], existing.Data[KeyCAKey]); err != nil {
-			ca = nil // unreadable: start over with a new authority
+		ca, err = LoadAuthority(existing.Data[KeyCACert], existing.Data[KeyCAKey])
+		if err != nil || time.Until(ca.Cert.NotAfter) < opts.Validity {
+			ca = nil // unreadable, or it could not sign a full-length certificate: a new authority
 		}
 	}
 	if ca == nil {
 		if ca, err = NewAuthority(opts.Service+"."+opts.Namespace+" webhook CA", 10*opts.Validity); err != nil {
 			return nil, nil, false, err
 		}
+		existing = nil // nothing of the old secret can be kept
 	}
 	secret = &corev1.Secret{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
@@ -107,6 +112,7 @@ func Ensure(ctx context.Context, client kubernetes.Interface, opts Options) (Res
 			return err
 		}
 		res.CAPEM, res.Issued = ca.CertPEM, issued
+		res.NewCA = existing == nil || !bytes.Equal(existing.Data[KeyCACert], ca.CertPEM)
 		res.CertPEM, res.KeyPEM = secret.Data[KeyCert], secret.Data[KeyKey]
 		switch {
 		case existing == nil:

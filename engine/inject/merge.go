@@ -21,7 +21,8 @@ import (
 //     name; the pod's own win;
 //   - st lists what was added, so that Strip can take it away again.
 //
-// pod must hold only JSON values (as decoded by encoding/json).
+// pod must hold only JSON values (as decoded by encoding/json); Apply changes only what Writable
+// copies, so pod may be Writable's copy of a pod that must stay as it is.
 func Apply(pod map[string]any, partial render.Partial, st Status) error {
 	meta := child(pod, "metadata")
 	spec := child(pod, "spec")
@@ -80,8 +81,8 @@ func mergeContainers(spec map[string]any, field string, tmpl []any, prepend bool
 		if st.Replaced[field] == nil {
 			st.Replaced[field] = map[string]any{}
 		}
-		st.Replaced[field][name] = runtime.DeepCopyJSON(user)
-		merged, err := strategicpatch.StrategicMergeMapPatch(tc, user, corev1.Container{})
+		st.Replaced[field][name] = user
+		merged, err := strategicpatch.StrategicMergeMapPatch(tc, runtime.DeepCopyJSON(user), corev1.Container{})
 		if err != nil {
 			return nil, fmt.Errorf("%s %q: merge the pod's own container over the template's: %w", field, name, err)
 		}

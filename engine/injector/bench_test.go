@@ -9,7 +9,6 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 
 	regoinjector "github.com/rego-injector/rego-injector"
 	"github.com/rego-injector/rego-injector/engine/admission"
@@ -93,7 +92,7 @@ func BenchmarkStages(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		mutated := runtime.DeepCopyJSON(e.pod)
+		mutated := inject.Writable(e.pod)
 		if err := inject.Apply(mutated, partial, inject.Status{Variant: d.Variant, Revision: "r"}); err != nil {
 			b.Fatal(err)
 		}
@@ -139,7 +138,7 @@ func BenchmarkStages(b *testing.B) {
 		b.Run(fmt.Sprintf("merge/%s", name), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				m := runtime.DeepCopyJSON(e.pod)
+				m := inject.Writable(e.pod)
 				p, _ := e.rev.templates.Render(d.Variant, data)
 				if err := inject.Apply(m, p, inject.Status{Variant: d.Variant, Revision: "r"}); err != nil {
 					b.Fatal(err)
@@ -149,7 +148,7 @@ func BenchmarkStages(b *testing.B) {
 		b.Run(fmt.Sprintf("patch/%s", name), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := patch.Create(req.Object.Raw, mutated, false); err != nil {
+				if _, err := patch.Create(e.pod, mutated, false); err != nil {
 					b.Fatal(err)
 				}
 			}

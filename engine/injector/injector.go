@@ -12,7 +12,6 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/rego-injector/rego-injector/engine/cluster"
 	"github.com/rego-injector/rego-injector/engine/inject"
@@ -143,7 +142,7 @@ func (rev *revision) mutate(ctx context.Context, e *evaluation) (Result, error) 
 		return res, nil
 	}
 
-	mutated := runtime.DeepCopyJSON(e.pod)
+	mutated := inject.Writable(e.pod)
 	stripped, err := inject.Strip(mutated)
 	if err != nil {
 		return res, fmt.Errorf("strip the earlier injection: %w", err)
@@ -167,7 +166,7 @@ func (rev *revision) mutate(ctx context.Context, e *evaluation) (Result, error) 
 	if err := inject.Apply(mutated, partial, status); err != nil {
 		return res, fmt.Errorf("merge variant %q: %w", res.Decision.Variant, err)
 	}
-	if res.Patch, err = patch.Create(e.raw, mutated, stripped); err != nil {
+	if res.Patch, err = patch.Create(e.pod, mutated, stripped); err != nil {
 		return res, err
 	}
 	if res.Patch != nil {

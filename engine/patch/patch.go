@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/mattbaird/jsonpatch"
@@ -14,52 +17,190 @@ import (
 // ErrRemovesUserData is returned when a patch would remove a field from the pod it was not asked to.
 var ErrRemovesUserData = errors.New("patch would remove fields of the pod")
 
-// Create returns the JSON patch (RFC 6902) that turns original, the raw JSON the apiserver sent, into
-// mutated. The diff runs on the raw bytes, so fields the Kubernetes Go types do not know survive.
+// Create returns the JSON patch (RFC 6902) that turns original, the pod as decoded from the raw
+// JSON the apiserver sent, into mutated. Both are JSON values (as encoding/json decodes them), so
+// fields the Kubernetes Go types do not know survive untouched.
+//
+// Only what can have changed is diffed: objects and lists that mutated shares with original (as
+// inject.Writable arranges) are skipped by identity, lists are trimmed of the items they share at
+// either end, and mattbaird/jsonpatch diffs what remains. So a 20-container pod gaining a sidecar
+// costs the sidecar, not 20 × 21 deep comparisons of containers.
+//
 // Unless allowRemove is set (the pod is being re-injected and the old sidecar stripped), a patch
 // that removes anything is refused: it would delete the user's data. Operations come in a stable
-// order: by the path of the object or list they change, keeping mattbaird/jsonpatch's order within
-// one list. An empty patch is returned as nil.
-func Create(original []byte, mutated map[string]any, allowRemove bool) ([]byte, error) {
-	after, err := json.Marshal(mutated)
-	if err != nil {
-		return nil, fmt.Errorf("encode the injected pod: %w", err)
+// order. An empty patch is returned as nil.
+func Create(original, mutated map[string]any, allowRemove bool) ([]byte, error) {
+	var d differ
+	d.object("", original, mutated, 0)
+	if d.err != nil {
+		return nil, d.err
 	}
-	ops, err := jsonpatch.CreatePatch(original, after)
-	if err != nil {
-		return nil, fmt.Errorf("diff the pod: %w", err)
-	}
-	if len(ops) == 0 {
+	if len(d.ops) == 0 {
 		return nil, nil
 	}
 	if !allowRemove {
-		for _, op := range ops {
-			if op.Operation == "remove" {
+		for _, op := range d.ops {
+			if op.Op == "remove" {
 				return nil, fmt.Errorf("%w: remove %s", ErrRemovesUserData, op.Path)
 			}
 		}
 	}
-	sort.SliceStable(ops, func(i, j int) bool { return less(ops[i].Path, ops[j].Path) })
-	// Encoded here rather than by the library's MarshalJSON, which does not escape paths.
-	enc := make([]operation, len(ops))
-	for i, op := range ops {
-		enc[i] = operation{Op: op.Operation, Path: op.Path}
-		if op.Operation != "remove" {
-			enc[i].Value = &ops[i].Value
-		}
-	}
-	out, err := json.Marshal(enc)
+	out, err := json.Marshal(d.ops)
 	if err != nil {
 		return nil, fmt.Errorf("encode the patch: %w", err)
 	}
 	return out, nil
 }
 
+// operation is one JSON patch operation. It is encoded here rather than by the library's
+// MarshalJSON, which does not escape paths.
 type operation struct {
 	Op    string `json:"op"`
 	Path  string `json:"path"`
 	Value *any   `json:"value,omitempty"`
 }
+
+// walkDepth is how deep the differ walks objects itself (the pod, its metadata and spec); below
+// that, changed values go to mattbaird/jsonpatch whole.
+const walkDepth = 2
+
+type differ struct {
+	ops []operation
+	err error
+}
+
+// object diffs two objects member by member, in name order.
+func (d *differ) object(path string, a, b map[string]any, depth int) {
+	keys := make([]string, 0, len(a)+len(b))
+	for k := range a {
+		keys = append(keys, k)
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		av, inA := a[k]
+		bv, inB := b[k]
+		p := path + "/" + escape(k)
+		switch {
+		case !inB:
+			d.ops = append(d.ops, operation{Op: "remove", Path: p})
+		case !inA:
+			d.ops = append(d.ops, operation{Op: "add", Path: p, Value: &bv})
+		default:
+			d.value(p, av, bv, depth+1)
+		}
+	}
+}
+
+// value diffs two values at path.
+func (d *differ) value(path string, a, b any, depth int) {
+	if same(a, b) {
+		return
+	}
+	am, aIsMap := a.(map[string]any)
+	bm, bIsMap := b.(map[string]any)
+	if aIsMap && bIsMap && depth < walkDepth {
+		d.object(path, am, bm, depth)
+		return
+	}
+	al, aIsList := a.([]any)
+	bl, bIsList := b.([]any)
+	if aIsList && bIsList {
+		d.list(path, al, bl)
+		return
+	}
+	if aIsMap != bIsMap || aIsList != bIsList {
+		// A change of kind is a replacement (the library assumes kinds match).
+		d.ops = append(d.ops, operation{Op: "replace", Path: path, Value: &b})
+		return
+	}
+	d.library(path, a, b, 0)
+}
+
+// list trims the items two lists share at either end and diffs the middles.
+func (d *differ) list(path string, a, b []any) {
+	pre := 0
+	for pre < len(a) && pre < len(b) && same(a[pre], b[pre]) {
+		pre++
+	}
+	suf := 0
+	for suf < len(a)-pre && suf < len(b)-pre && same(a[len(a)-1-suf], b[len(b)-1-suf]) {
+		suf++
+	}
+	am, bm := a[pre:len(a)-suf], b[pre:len(b)-suf]
+	if len(am) == 0 && len(bm) == 0 {
+		return
+	}
+	d.library(path, am, bm, pre)
+}
+
+// library diffs a and b with mattbaird/jsonpatch and rebases its operations onto path; offset
+// shifts the first index of operations on a list middle back to the whole list.
+func (d *differ) library(path string, a, b any, offset int) {
+	if d.err != nil {
+		return
+	}
+	aj, err := json.Marshal(a)
+	if err != nil {
+		d.err = fmt.Errorf("diff %s: %w", path, err)
+		return
+	}
+	bj, err := json.Marshal(b)
+	if err != nil {
+		d.err = fmt.Errorf("diff %s: %w", path, err)
+		return
+	}
+	ops, err := jsonpatch.CreatePatch(aj, bj)
+	if err != nil {
+		d.err = fmt.Errorf("diff %s: %w", path, err)
+		return
+	}
+	sort.SliceStable(ops, func(i, j int) bool { return less(ops[i].Path, ops[j].Path) })
+	for i := range ops {
+		rel := ops[i].Path
+		if offset != 0 {
+			first, rest, _ := strings.Cut(strings.TrimPrefix(rel, "/"), "/")
+			n, err := strconv.Atoi(first)
+			if err != nil {
+				d.err = fmt.Errorf("diff %s: unexpected path %q in a list diff", path, rel)
+				return
+			}
+			rel = "/" + strconv.Itoa(n+offset)
+			if rest != "" {
+				rel += "/" + rest
+			}
+		}
+		op := operation{Op: ops[i].Operation, Path: path + rel}
+		if op.Op != "remove" {
+			op.Value = &ops[i].Value
+		}
+		d.ops = append(d.ops, op)
+	}
+}
+
+// same reports whether a and b are the same value without comparing their contents: the same
+// object or list (shared by inject.Writable), or equal scalars.
+func same(a, b any) bool {
+	switch av := a.(type) {
+	case map[string]any:
+		bv, ok := b.(map[string]any)
+		return ok && reflect.ValueOf(av).UnsafePointer() == reflect.ValueOf(bv).UnsafePointer()
+	case []any:
+		bv, ok := b.([]any)
+		return ok && len(av) == len(bv) && (len(av) == 0 || &av[0] == &bv[0])
+	case string, float64, bool, nil, json.Number:
+		return a == b
+	}
+	return false
+}
+
+var rfc6901 = strings.NewReplacer("~", "~0", "/", "~1")
+
+func escape(key string) string { return rfc6901.Replace(key) }
 
 // less orders operations by the object or list they change; members of one object by name. Within
 // one list the diff's own order is kept (the sort is stable): indexes there depend on it.
@@ -84,16 +225,5 @@ func split(path string) (parent, key string) {
 }
 
 func isIndex(key string) bool {
-	if key == "-" {
-		return true
-	}
-	if key == "" {
-		return false
-	}
-	for _, r := range key {
-		if r < '0' || r > '9' {
-			return false
-		}
-	}
-	return true
+	return key == "-" || (key != "" && !slices.ContainsFunc([]byte(key), func(c byte) bool { return c < '0' || c > '9' }))
 }

@@ -52,10 +52,12 @@ func TestCreate(t *testing.T) {
 			want:   `[{"op":"add","path":"/spec/containers/1","value":{"name":"proxy"}},{"op":"add","path":"/spec/initContainers/0","value":{"name":"p"}}]`,
 		},
 		"remove refused":          {before: `{"a":1,"b":2}`, after: `{"a":1}`, wantErr: patch.ErrRemovesUserData},
+		"kind changes":            {before: `{"spec":{"a":{"x":1},"b":"s"}}`, after: `{"spec":{"a":"now a string","b":{"y":2}}}`, want: `[{"op":"replace","path":"/spec/a","value":"now a string"},{"op":"replace","path":"/spec/b","value":{"y":2}}]`},
+		"deep change":             {before: `{"spec":{"containers":[{"name":"a","env":[{"name":"X","value":"1"}]}]}}`, after: `{"spec":{"containers":[{"name":"a","env":[{"name":"X","value":"2"}]}]}}`, want: `[{"op":"replace","path":"/spec/containers/0/env/0/value","value":"2"}]`},
 		"remove allowed on strip": {before: `{"a":1,"b":2}`, after: `{"a":1}`, allowRemove: true, want: `[{"op":"remove","path":"/b"}]`},
 	} {
 		t.Run(name, func(t *testing.T) {
-			got, err := patch.Create([]byte(tc.before), decode(t, tc.after), tc.allowRemove)
+			got, err := patch.Create(decode(t, tc.before), decode(t, tc.after), tc.allowRemove)
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) {
 					t.Fatalf("error %v, want %v", err, tc.wantErr)
@@ -85,12 +87,12 @@ func TestCreate(t *testing.T) {
 func TestCreateIsDeterministic(t *testing.T) {
 	before := `{"metadata":{"labels":{}},"spec":{}}`
 	after := decode(t, `{"metadata":{"labels":{"a":"1","b":"2","c":"3","d":"4","e":"5"},"annotations":{"x":"1","y":"2"}},"spec":{"v":[1],"w":[2]}}`)
-	first, err := patch.Create([]byte(before), after, false)
+	first, err := patch.Create(decode(t, before), after, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for range 50 {
-		again, err := patch.Create([]byte(before), after, false)
+		again, err := patch.Create(decode(t, before), after, false)
 		if err != nil || string(again) != string(first) {
 			t.Fatalf("patch changed between runs:\n%s\n%s", first, again)
 		}

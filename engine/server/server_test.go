@@ -176,15 +176,9 @@ func TestTemplatePanicBecomesError(t *testing.T) {
 	base, c := start(t, "spec:\n  containers:\n  - name: x\n    image: y{{ if eq .Pod.Name \"web\" }}{{ div 1 0 }}{{ end }}\n")
 	for range 2 { // and the server keeps answering
 		code, body := post(t, c, base+"/inject", "application/json", review("admission.k8s.io/v1", "Pod", "pods", pod))
-		if code != http.StatusOK {
-			t.Fatalf("status %d: %s", code, body)
-		}
-		_, resp := decodeReview(t, body)
-		if resp.Allowed || resp.Result == nil || resp.Result.Code != http.StatusInternalServerError {
-			t.Fatalf("want an errored response: %s", body)
-		}
-		if !strings.Contains(resp.Result.Message, "divide by zero") || resp.Patch != nil {
-			t.Fatalf("error does not say what failed, or came with a patch: %s", body)
+		// An HTTP error, so that the apiserver applies the webhook's failurePolicy.
+		if code != http.StatusInternalServerError || !strings.Contains(string(body), "divide by zero") {
+			t.Fatalf("want a 500 saying what failed: %d %s", code, body)
 		}
 	}
 }

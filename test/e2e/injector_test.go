@@ -118,7 +118,7 @@ func shippedWebhooks(url string, ca []byte) (*admissionregistrationv1.MutatingWe
 		}
 	}
 	if len(mwc.Webhooks) == 0 || len(vwc.Webhooks) == 0 {
-		return nil, nil, fmt.Errorf("deploy/webhooks.yaml lacks a mutating or a validating webhook")
+		return nil, nil, fmt.Errorf("deploy/base/webhooks.yaml lacks a mutating or a validating webhook")
 	}
 	for i := range mwc.Webhooks {
 		mwc.Webhooks[i].ClientConfig = pointAt(mwc.Webhooks[i].ClientConfig, url, ca)
