@@ -2,6 +2,7 @@ package render
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,9 +12,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/rego-injector/rego-injector/engine/cluster"
 	"github.com/rego-injector/rego-injector/engine/workload"
-	"sigs.k8s.io/yaml"
+	"go.yaml.in/yaml/v3"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // ErrUnknownVariant is returned when a decision names a variant the bundle has no template for.
@@ -41,7 +44,14 @@ type Data struct {
 // Set holds the parsed templates of one bundle revision. It is safe for concurrent use.
 type Set struct {
 	templates map[string]*template.Template
+	// parsed remembers the partial pods recently rendered, by the text the template produced: pods
+	// of one workload (and many alike) render the same sidecar, and parsing the YAML is most of the
+	// cost of rendering.
+	parsed *lru.Cache[[sha256.Size]byte, Partial]
 }
+
+// cacheSize bounds the parsed partials a Set keeps.
+const cacheSize = 512
 
 // Parse parses each variant's template text with Funcs and missingkey=error. Sources whose names
 // start with "_" are partials: they are parsed into every variant (for `define` blocks used with
@@ -52,7 +62,11 @@ func Parse(sources map[string]string) (*Set, error) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	s := &Set{templates: map[string]*template.Template{}}
+	cache, err := lru.New[[sha256.Size]byte, Partial](cacheSize)
+	if err != nil {
+		return nil, err
+	}
+	s := &Set{templates: map[string]*template.Template{}, parsed: cache}
 	for _, name := range names {
 		if IsPartial(name) {
 			continue
@@ -112,21 +126,40 @@ func (s *Set) Render(variant string, data Data) (p Partial, err error) {
 		}
 	}()
 	var buf bytes.Buffer
+	buf.WriteString(variant)
+	buf.WriteByte(0)
 	if err := t.Execute(&buf, data); err != nil {
 		return nil, fmt.Errorf("%w: variant %q: %w", ErrTemplate, variant, err)
 	}
-	return parsePartial(variant, buf.Bytes())
+	key := sha256.Sum256(buf.Bytes())
+	if cached, ok := s.parsed.Get(key); ok {
+		return runtime.DeepCopyJSON(cached), nil
+	}
+	p, err = parsePartial(variant, buf.Bytes()[len(variant)+1:])
+	if err != nil {
+		return nil, err
+	}
+	s.parsed.Add(key, runtime.DeepCopyJSON(p))
+	return p, nil
 }
 
 func parsePartial(variant string, out []byte) (Partial, error) {
-	// Strict decoding into the Pod type catches misspelt and mistyped fields with their path.
-	var typed corev1.Pod
-	if err := yaml.UnmarshalStrict(out, &typed); err != nil {
-		return nil, fmt.Errorf("%w: variant %q rendered an invalid pod: %w", ErrTemplate, variant, err)
+	// One YAML parse, with YAML 1.2's types (so `y` and `no` are strings, as a template author
+	// means them) and duplicate keys refused; then the JSON is decoded strictly into the Pod type,
+	// which catches misspelt and mistyped fields with their path, and into plain values to merge.
+	var doc any
+	if err := yaml.Unmarshal(out, &doc); err != nil {
+		return nil, fmt.Errorf("%w: variant %q rendered invalid YAML: %w", ErrTemplate, variant, err)
 	}
-	js, err := yaml.YAMLToJSON(out)
+	js, err := json.Marshal(doc)
 	if err != nil {
-		return nil, fmt.Errorf("%w: variant %q: %w", ErrTemplate, variant, err)
+		return nil, fmt.Errorf("%w: variant %q rendered YAML that is not JSON: %w", ErrTemplate, variant, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	var typed corev1.Pod
+	if err := dec.Decode(&typed); err != nil {
+		return nil, fmt.Errorf("%w: variant %q rendered an invalid pod: %w", ErrTemplate, variant, err)
 	}
 	var p Partial
 	if err := json.Unmarshal(js, &p); err != nil {
