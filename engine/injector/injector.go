@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -38,6 +39,7 @@ type Injector struct {
 	ownNamespace string
 	log          *slog.Logger
 	metrics      *metrics.Metrics
+	timeout      time.Duration
 	decisions    *decisionLog
 	shadow       *Injector
 	shadowSlots  chan struct{}
@@ -51,6 +53,10 @@ func WithLogger(l *slog.Logger) Option { return func(i *Injector) { i.log = l } 
 
 // WithOwnNamespace names the namespace the injector runs in; policy sees it as input.injector.namespace.
 func WithOwnNamespace(ns string) Option { return func(i *Injector) { i.ownNamespace = ns } }
+
+// WithTimeout bounds the time one admission may take, policy evaluation included; past it the
+// admission fails (and the webhook's failurePolicy applies). Zero means no bound.
+func WithTimeout(d time.Duration) Option { return func(i *Injector) { i.timeout = d } }
 
 // WithMetrics records admissions and activations in m.
 func WithMetrics(m *metrics.Metrics) Option { return func(i *Injector) { i.metrics = m } }

@@ -25,8 +25,18 @@ func isPod(req *admission.Request) bool {
 	return req.Kind.Group == "" && req.Kind.Kind == "Pod" && req.SubResource == ""
 }
 
+// bound applies the admission deadline to ctx.
+func (i *Injector) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if i.timeout <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, i.timeout)
+}
+
 func (i *Injector) mutate(ctx context.Context, req *admission.Request) *admission.Response {
 	start := time.Now()
+	ctx, cancel := i.bound(ctx)
+	defer cancel()
 	log := i.log.With("endpoint", "inject", "uid", req.UID, "namespace", req.Namespace, "name", podName(req), "operation", req.Operation)
 	if !isPod(req) || (req.Operation != admissionv1.Create && req.Operation != admissionv1.Update) {
 		i.metrics.Admission("inject", metrics.ResultIgnored, "", time.Since(start))
@@ -61,6 +71,8 @@ func (i *Injector) mutate(ctx context.Context, req *admission.Request) *admissio
 
 func (i *Injector) validate(ctx context.Context, req *admission.Request) *admission.Response {
 	start := time.Now()
+	ctx, cancel := i.bound(ctx)
+	defer cancel()
 	log := i.log.With("endpoint", "validate", "uid", req.UID, "namespace", req.Namespace, "name", podName(req), "operation", req.Operation)
 	if !isPod(req) || len(req.Object.Raw) == 0 {
 		i.metrics.Admission("validate", metrics.ResultIgnored, "", time.Since(start))

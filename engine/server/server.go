@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -32,11 +33,20 @@ type Config struct {
 	Certificates func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	// ShutdownGrace bounds how long in-flight requests may take to finish on shutdown.
 	ShutdownGrace time.Duration
+	// ShutdownDelay is how long the server keeps answering, with /readyz failing, after it is told
+	// to stop and before it stops accepting connections: time for the endpoints to drop this
+	// replica, so that the apiserver sends no admission to a closed port.
+	ShutdownDelay time.Duration
 	Log           *slog.Logger
 }
 
 // Handler returns the routes: /inject, /validate, /healthz, /readyz and /metrics.
 func Handler(cfg Config) http.Handler {
+	return handler(cfg, new(atomic.Bool))
+}
+
+// handler is Handler with a flag that, once set, makes /readyz fail: the server is stopping.
+func handler(cfg Config, stopping *atomic.Bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/inject", admission.Serve(cfg.Mutating, cfg.Log))
 	mux.Handle("/validate", admission.Serve(cfg.Validating, cfg.Log))
@@ -48,6 +58,9 @@ func Handler(cfg Config) http.Handler {
 		ready, details := cfg.Ready()
 		if details == nil {
 			details = map[string]any{}
+		}
+		if stopping.Load() {
+			ready, details["stopping"] = false, true
 		}
 		details["ready"] = ready
 		w.Header().Set("Content-Type", "application/json")
@@ -62,10 +75,13 @@ func Handler(cfg Config) http.Handler {
 	return mux
 }
 
-// Serve serves Handler(cfg) over TLS on ln until ctx is done, then shuts down gracefully.
+// Serve serves Handler(cfg) over TLS on ln until ctx is done, then shuts down gracefully: /readyz
+// fails at once, admissions are still answered for ShutdownDelay, then no new connection is
+// accepted and in-flight requests get ShutdownGrace to finish.
 func Serve(ctx context.Context, ln net.Listener, cfg Config) error {
+	stopping := new(atomic.Bool)
 	srv := &http.Server{
-		Handler: Handler(cfg),
+		Handler: handler(cfg, stopping),
 		TLSConfig: &tls.Config{
 			MinVersion:     tls.VersionTLS12,
 			GetCertificate: cfg.Certificates,
@@ -83,6 +99,11 @@ func Serve(ctx context.Context, ln net.Listener, cfg Config) error {
 	case err := <-done:
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
+	}
+	stopping.Store(true)
+	if cfg.ShutdownDelay > 0 {
+		cfg.Log.Info("stopping: readiness fails, still answering", "for", cfg.ShutdownDelay)
+		time.Sleep(cfg.ShutdownDelay)
 	}
 	grace := cfg.ShutdownGrace
 	if grace == 0 {

@@ -218,3 +218,69 @@ func TestHealthReadyMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestGracefulShutdown: told to stop, the server fails /readyz at once but keeps answering
+// admissions for the shutdown delay, then returns.
+func TestGracefulShutdown(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	b, err := regoinjector.DefaultBundle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := policy.Compile(t.Context(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inj := injector.New(cluster.Static{})
+	if err := inj.Activate(p); err != nil {
+		t.Fatal(err)
+	}
+	ss, err := server.NewSelfSigned()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- server.Serve(ctx, ln, server.Config{
+			Mutating: inj.Mutating(), Validating: inj.Validating(), Certificates: ss.GetCertificate, Log: log,
+			Ready:         func() (bool, map[string]any) { return inj.Ready(), nil },
+			ShutdownDelay: 500 * time.Millisecond,
+		})
+	}()
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ss.CAPEM)
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	base := "https://" + ln.Addr().String()
+	get := func(path string) int {
+		resp, err := c.Get(base + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get("/readyz"); code != http.StatusOK {
+		t.Fatalf("not ready before shutdown: %d", code)
+	}
+	cancel()
+	time.Sleep(100 * time.Millisecond)
+	if code := get("/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz during shutdown: %d, want 503", code)
+	}
+	if code, body := post(t, c, base+"/inject", "application/json", review("admission.k8s.io/v1", "Pod", "pods", pod)); code != http.StatusOK {
+		t.Errorf("admission refused during the shutdown delay: %d %s", code, body)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server did not stop")
+	}
+}
