@@ -1,6 +1,7 @@
 package injector
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -108,16 +109,33 @@ func prefixed(prefix string, msgs []string) []string {
 }
 
 // podName names the pod for logs: its name, or its generateName prefix followed by "*" while it
-// has none (the apiserver names a pod after admission).
+// has none (the apiserver names a pod after admission). It reads the object only up to its
+// metadata, which comes before the spec in what the apiserver sends.
 func podName(req *admission.Request) string {
 	if req.Name != "" {
 		return req.Name
 	}
-	var meta struct {
-		Metadata struct {
-			GenerateName string `json:"generateName"`
-		} `json:"metadata"`
+	dec := json.NewDecoder(bytes.NewReader(req.Object.Raw))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return "*"
 	}
-	_ = json.Unmarshal(req.Object.Raw, &meta)
-	return meta.Metadata.GenerateName + "*"
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return "*"
+		}
+		if key != "metadata" {
+			var skip json.RawMessage
+			if dec.Decode(&skip) != nil {
+				return "*"
+			}
+			continue
+		}
+		var meta struct {
+			GenerateName string `json:"generateName"`
+		}
+		_ = dec.Decode(&meta)
+		return meta.GenerateName + "*"
+	}
+	return "*"
 }

@@ -132,10 +132,19 @@ func (d *differ) list(path string, a, b []any) {
 		suf++
 	}
 	am, bm := a[pre:len(a)-suf], b[pre:len(b)-suf]
-	if len(am) == 0 && len(bm) == 0 {
-		return
+	switch {
+	case len(am) == 0 && len(bm) == 0:
+	case len(am) == 0: // only insertions: nothing to diff
+		for k := range bm {
+			d.ops = append(d.ops, operation{Op: "add", Path: path + "/" + strconv.Itoa(pre+k), Value: &bm[k]})
+		}
+	case len(bm) == 0: // only deletions, last first so that indexes hold
+		for k := len(am) - 1; k >= 0; k-- {
+			d.ops = append(d.ops, operation{Op: "remove", Path: path + "/" + strconv.Itoa(pre+k)})
+		}
+	default:
+		d.library(path, am, bm, pre)
 	}
-	d.library(path, am, bm, pre)
 }
 
 // library diffs a and b with mattbaird/jsonpatch and rebases its operations onto path; offset
