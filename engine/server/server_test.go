@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -27,8 +28,21 @@ import (
 
 // start serves the embedded default bundle over TLS on 127.0.0.1 with every namespace enabled, and
 // returns its base URL and a client that trusts its CA. template, when set, replaces the sidecar
-// template.
+// template. The server stops when the test ends.
 func start(t *testing.T, template string) (string, *http.Client) {
+	t.Helper()
+	base, c, stop := startWith(t, template, nil)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return base, c
+}
+
+// startWith is start with the server configuration adjusted by configure, and stopped by the
+// function it returns, which waits for Serve to return.
+func startWith(t *testing.T, template string, configure func(*server.Config)) (string, *http.Client, func() error) {
 	t.Helper()
 	b, err := regoinjector.DefaultBundle()
 	if err != nil {
@@ -56,25 +70,30 @@ func start(t *testing.T, template string) (string, *http.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg := server.Config{
+		Mutating: inj.Mutating(), Validating: inj.Validating(), Metrics: m,
+		Certificates: ss.GetCertificate, Log: log,
+		Ready: func() (bool, map[string]any) { return inj.Ready(), map[string]any{"revision": inj.Revision()} },
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() {
-		done <- server.Serve(ctx, ln, server.Config{
-			Mutating: inj.Mutating(), Validating: inj.Validating(), Metrics: m,
-			Certificates: ss.GetCertificate, Log: log,
-			Ready: func() (bool, map[string]any) { return inj.Ready(), map[string]any{"revision": inj.Revision()} },
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	go func() { done <- server.Serve(ctx, ln, cfg) }()
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ss.CAPEM)
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	return "https://" + ln.Addr().String(), client
+	stop := func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(15 * time.Second):
+			return errors.New("the server did not stop")
+		}
+	}
+	return "https://" + ln.Addr().String(), client, stop
 }
 
 const pod = `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","namespace":"team-a","labels":{"app":"web"}},"spec":{"containers":[{"name":"app","image":"nginx"}]}}`
@@ -222,40 +241,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 // TestGracefulShutdown: told to stop, the server fails /readyz at once but keeps answering
 // admissions for the shutdown delay, then returns.
 func TestGracefulShutdown(t *testing.T) {
-	log := slog.New(slog.DiscardHandler)
-	b, err := regoinjector.DefaultBundle()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := policy.Compile(t.Context(), b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inj := injector.New(cluster.Static{})
-	if err := inj.Activate(p); err != nil {
-		t.Fatal(err)
-	}
-	ss, err := server.NewSelfSigned()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- server.Serve(ctx, ln, server.Config{
-			Mutating: inj.Mutating(), Validating: inj.Validating(), Certificates: ss.GetCertificate, Log: log,
-			Ready:         func() (bool, map[string]any) { return inj.Ready(), nil },
-			ShutdownDelay: 500 * time.Millisecond,
-		})
-	}()
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ss.CAPEM)
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	base := "https://" + ln.Addr().String()
+	base, c, stop := startWith(t, "", func(cfg *server.Config) { cfg.ShutdownDelay = 500 * time.Millisecond })
 	get := func(path string) int {
 		resp, err := c.Get(base + path)
 		if err != nil {
@@ -267,7 +253,8 @@ func TestGracefulShutdown(t *testing.T) {
 	if code := get("/readyz"); code != http.StatusOK {
 		t.Fatalf("not ready before shutdown: %d", code)
 	}
-	cancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
 	time.Sleep(100 * time.Millisecond)
 	if code := get("/readyz"); code != http.StatusServiceUnavailable {
 		t.Errorf("/readyz during shutdown: %d, want 503", code)
@@ -275,12 +262,7 @@ func TestGracefulShutdown(t *testing.T) {
 	if code, body := post(t, c, base+"/inject", "application/json", review("admission.k8s.io/v1", "Pod", "pods", pod)); code != http.StatusOK {
 		t.Errorf("admission refused during the shutdown delay: %d %s", code, body)
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("serve: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the server did not stop")
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -8,10 +8,8 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -23,6 +21,8 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/rego-injector/rego-injector/engine/certs"
 )
 
 // cluster is a real control plane on 127.0.0.1: etcd, kube-apiserver and kube-controller-manager,
@@ -126,7 +126,7 @@ func startCluster(ctx context.Context, bin, dir string) (c *cluster, err error) 
 	if err := c.ca.write(dir, "ca"); err != nil {
 		return nil, err
 	}
-	serving, err := c.ca.issue("kube-apiserver", []string{"localhost", "kubernetes.default.svc"}, []net.IP{net.IPv4(127, 0, 0, 1)})
+	serving, err := c.ca.issue([]string{"localhost", "kubernetes.default.svc"}, []net.IP{net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +236,7 @@ current-context: e2e
 
 func (c *cluster) waitReady(ctx context.Context, apiserver *process) error {
 	pool := x509.NewCertPool()
-	pool.AddCert(c.ca.cert)
+	pool.AddCert(c.ca.Cert)
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	deadline := time.Now().Add(90 * time.Second)
 	for time.Now().Before(deadline) {
@@ -281,62 +281,41 @@ func (c *cluster) kubectl(ctx context.Context, stdin string, args ...string) (st
 	return out.String(), errOut.String(), err
 }
 
-// authority is a CA that issues serving certificates.
-type authority struct {
-	cert    *x509.Certificate
-	key     *ecdsa.PrivateKey
-	certPEM []byte
-	keyPEM  []byte
-}
+// authority is a CA of the test's own, for the apiserver's and the webhooks' serving certificates.
+type authority struct{ *certs.Authority }
 
 func newAuthority(name string) (*authority, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	a, err := certs.NewAuthority(name, 24*time.Hour)
 	if err != nil {
 		return nil, err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature, BasicConstraintsValid: true, IsCA: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	cert, _ := x509.ParseCertificate(der)
-	keyDER, _ := x509.MarshalECPrivateKey(key)
-	return &authority{cert: cert, key: key,
-		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})}, nil
+	return &authority{a}, nil
 }
 
+// issued is a serving certificate and its key, PEM-encoded.
+type issued struct{ certPEM, keyPEM []byte }
+
 // issue signs a serving certificate for the names and addresses.
-func (a *authority) issue(cn string, dns []string, ips []net.IP) (*authority, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+func (a *authority) issue(dns []string, ips []net.IP) (*issued, error) {
+	hosts := append([]string(nil), dns...)
+	for _, ip := range ips {
+		hosts = append(hosts, ip.String())
+	}
+	s, err := a.Issue(hosts, 24*time.Hour)
 	if err != nil {
 		return nil, err
 	}
-	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 100))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames: dns, IPAddresses: ips,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.cert, &key.PublicKey, a.key)
-	if err != nil {
-		return nil, err
-	}
-	cert, _ := x509.ParseCertificate(der)
-	keyDER, _ := x509.MarshalECPrivateKey(key)
-	return &authority{cert: cert, key: key,
-		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})}, nil
+	return &issued{certPEM: s.CertPEM, keyPEM: s.KeyPEM}, nil
+}
+
+// write stores the CA's certificate and key as dir/name.crt and dir/name.key.
+func (a *authority) write(dir, name string) error {
+	return (&issued{certPEM: a.CertPEM, keyPEM: a.KeyPEM}).write(dir, name)
 }
 
 // write stores the certificate and key as dir/name.crt and dir/name.key, each replaced atomically.
-func (a *authority) write(dir, name string) error {
-	for ext, data := range map[string][]byte{".crt": a.certPEM, ".key": a.keyPEM} {
+func (i *issued) write(dir, name string) error {
+	for ext, data := range map[string][]byte{".crt": i.certPEM, ".key": i.keyPEM} {
 		tmp := filepath.Join(dir, "."+name+ext+".tmp")
 		if err := os.WriteFile(tmp, data, 0o600); err != nil {
 			return err

@@ -40,7 +40,7 @@ func startInjector(ctx context.Context, c *cluster, bin, dir string) (*injectorP
 	if err != nil {
 		return nil, err
 	}
-	serving, err := ca.issue("rego-injector", []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)})
+	serving, err := ca.issue([]string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +84,7 @@ func (i *injectorProcess) stop() { i.proc.stop() }
 
 func (i *injectorProcess) httpClient() *http.Client {
 	pool := x509.NewCertPool()
-	pool.AddCert(i.ca.cert)
+	pool.AddCert(i.ca.Cert)
 	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 }
 
@@ -142,7 +142,7 @@ func pointAt(cc admissionregistrationv1.WebhookClientConfig, base string, ca []b
 // them: it picks configurations up asynchronously, so a dry-run probe polls until a pod comes back
 // injected.
 func registerWebhooks(ctx context.Context, c *cluster, inj *injectorProcess) error {
-	mwc, vwc, err := shippedWebhooks(inj.url, inj.ca.certPEM)
+	mwc, vwc, err := shippedWebhooks(inj.url, inj.ca.CertPEM)
 	if err != nil {
 		return err
 	}

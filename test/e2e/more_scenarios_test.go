@@ -27,7 +27,7 @@ import (
 // lateMutator is a second mutating webhook that adds a container after ours has run.
 func lateMutator(t *testing.T, ca *authority) string {
 	t.Helper()
-	serving, err := ca.issue("late", nil, []net.IP{net.IPv4(127, 0, 0, 1)})
+	serving, err := ca.issue(nil, []net.IP{net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestReinvocation(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "zz-late-mutator"},
 		Webhooks: []admissionregistrationv1.MutatingWebhook{{
 			Name:                    "late.e2e.example.com",
-			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: ca.certPEM},
+			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: ca.CertPEM},
 			Rules:                   []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create}, Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}},
 			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"e2e-late": "true"}},
 			SideEffects:             ptr(admissionregistrationv1.SideEffectClassNone),
@@ -116,7 +116,7 @@ func TestWebhookDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mwc, _, err := shippedWebhooks(fmt.Sprintf("https://127.0.0.1:%d", port), e.injector.ca.certPEM)
+	mwc, _, err := shippedWebhooks(fmt.Sprintf("https://127.0.0.1:%d", port), e.injector.ca.CertPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func TestCertificateRotation(t *testing.T) {
 	namespace(t, "s9", map[string]string{"istio-injection": "enabled"})
 	serial := func() string {
 		pool := x509.NewCertPool()
-		pool.AddCert(e.injector.ca.cert)
+		pool.AddCert(e.injector.ca.Cert)
 		conn, err := tls.Dial("tcp", strings.TrimPrefix(e.injector.url, "https://"), &tls.Config{RootCAs: pool})
 		if err != nil {
 			t.Fatalf("dial the injector: %v", err)
@@ -199,7 +199,7 @@ func TestCertificateRotation(t *testing.T) {
 		}
 	}()
 	time.Sleep(time.Second)
-	renewed, err := e.injector.ca.issue("rego-injector", []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)})
+	renewed, err := e.injector.ca.issue([]string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
