@@ -32,8 +32,8 @@ type bundleFlags struct {
 
 func (b *bundleFlags) register(fs *flag.FlagSet, served bool) {
 	fs.Var(&b.sources, "bundle", "bundle directory, .tar.gz file"+map[bool]string{true: " or http(s) URL of a bundle server", false: ""}[served]+" (repeatable; absent: the embedded default bundle)")
-	fs.StringVar(&b.key, "bundle-verification-key", "", "public key (PEM file) every bundle must be signed with; absent: signatures are not checked")
-	fs.StringVar(&b.keyID, "bundle-verification-key-id", "default", "key id the bundle signatures name")
+	fs.StringVar(&b.key, "bundle-verification-key", "", "public key (PEM file) every bundle must be signed with; absent: local bundles are not checked, and a signed bundle from a server is refused")
+	fs.StringVar(&b.keyID, "bundle-verification-key-id", "default", "id the verification key is known by; OPA verifies every signature with this key, whatever key id the signature names")
 	fs.StringVar(&b.alg, "bundle-signing-alg", "RS256", "signature algorithm of the verification key")
 	if served {
 		fs.DurationVar(&b.interval, "bundle-check-interval", 2*time.Second, "how often bundle directories and files are checked for changes")
@@ -96,6 +96,9 @@ func (b *bundleFlags) loadPolicy(ctx context.Context) (*policy.Policy, error) {
 // reporting the reloader's status.
 func (b *bundleFlags) serveBundles(ctx context.Context, name string, specs []string, inj *injector.Injector, m *metrics.Metrics, log *slog.Logger) (func() reload.Status, error) {
 	if len(specs) == 0 {
+		if b.key != "" {
+			log.Warn("--bundle-verification-key has nothing to verify: the embedded default bundle is served", "bundle", name)
+		}
 		p, err := b.loadPolicy(ctx)
 		if err != nil {
 			return nil, err
@@ -105,6 +108,7 @@ func (b *bundleFlags) serveBundles(ctx context.Context, name string, specs []str
 			return nil, err
 		}
 		m.Activation(name, true, p.Revision(), time.Since(start))
+		log.Info("bundle revision activated", "bundle", name, "revision", p.Revision(), "source", "embedded")
 		st := reload.Status{Revision: p.Revision(), Activations: 1, LastSuccess: time.Now()}
 		return func() reload.Status { return st }, nil
 	}

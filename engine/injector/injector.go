@@ -82,7 +82,7 @@ func (i *Injector) Activate(p *policy.Policy) error {
 		return fmt.Errorf("activate revision %q: %w", p.Revision(), err)
 	}
 	i.active.Store(rev)
-	i.log.Info("bundle revision active", "revision", p.Revision(), "variants", p.Variants())
+	i.log.Debug("templates parsed and self-tested", "revision", p.Revision(), "variants", p.Variants())
 	return nil
 }
 

@@ -51,9 +51,18 @@ type decisionEntry struct {
 	Metrics    map[string]int64             `json:"metrics"`
 }
 
-// erased names what the logged input leaves out of the policy input: the pod spec beyond container
-// names and images (environment values hold secrets), and the old object.
-var erased = []string{"/input/object/spec", "/input/oldObject"}
+// erased names what the logged input leaves out of, or blanks in, the policy input. Of the pod
+// spec only container names and images and hostNetwork are kept (environment values hold secrets);
+// annotation values that can hold whole manifests are blanked.
+var erased = []string{
+	"/input/object/spec", "/input/oldObject", "/input/namespace", "/input/owner", "/input/injector",
+	"/input/request/userInfo/groups", "/input/request/userInfo/uid", "/input/request/userInfo/extra",
+	"/input/object/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration",
+}
+
+// maxLoggedAnnotation is the longest annotation value a decision log line keeps; a longer one is
+// blanked, as it may carry a whole manifest.
+const maxLoggedAnnotation = 256
 
 func (i *Injector) logDecision(path string, req *admission.Request, revision string, result any, err error, took time.Duration) {
 	if i.decisions == nil {
@@ -93,10 +102,20 @@ func summary(req *admission.Request) map[string]any {
 	}
 	_ = json.Unmarshal(req.Object.Raw, &pod)
 	meta := map[string]any{}
-	for _, k := range []string{"name", "generateName", "namespace", "labels", "annotations", "ownerReferences"} {
+	for _, k := range []string{"name", "generateName", "namespace", "labels", "ownerReferences"} {
 		if v, ok := pod.Metadata[k]; ok {
 			meta[k] = v
 		}
+	}
+	if ann, ok := pod.Metadata["annotations"].(map[string]any); ok {
+		masked := make(map[string]any, len(ann))
+		for k, v := range ann {
+			if s, _ := v.(string); len(s) > maxLoggedAnnotation || k == "kubectl.kubernetes.io/last-applied-configuration" {
+				v = "(erased)"
+			}
+			masked[k] = v
+		}
+		meta["annotations"] = masked
 	}
 	containers := func(cs []struct{ Name, Image string }) []map[string]string {
 		out := make([]map[string]string, len(cs))
@@ -133,7 +152,7 @@ func newID() string {
 // answer differs from the live one. When the shadow is busy the comparison is skipped rather than
 // queued, so that shadowing never holds admissions back.
 func (i *Injector) compareShadow(in Pod, live Result, liveErr error) {
-	if i.shadow == nil {
+	if i.shadow == nil || i.shadow.Revision() == "" { // no shadow revision active yet
 		return
 	}
 	select {

@@ -114,7 +114,7 @@ func TestShadowAndDecisionLog(t *testing.T) {
 	if err := inj.Activate(compileDefault(t, "")); err != nil {
 		t.Fatal(err)
 	}
-	raw := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web"},"spec":{"containers":[{"name":"app","image":"nginx","env":[{"name":"PASSWORD","value":"hunter2"}]}]}}`)
+	raw := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{\"spec\":{\"containers\":[{\"env\":[{\"name\":\"PASSWORD\",\"value\":\"hunter2\"}]}]}}"}},"spec":{"containers":[{"name":"app","image":"nginx","env":[{"name":"PASSWORD","value":"hunter2"}]}]}}`)
 	resp := inj.Mutating().Handle(t.Context(), review(t, raw))
 	if !resp.Allowed || resp.Patch == nil {
 		t.Fatalf("the live answer was not applied: %+v", resp)

@@ -58,7 +58,7 @@ func New() *Metrics {
 	m.activations = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "rego_injector",
 		Name:      "bundle_activations_total",
-		Help:      "Bundle revisions compiled and offered for activation, by bundle (live, shadow) and result (activated, refused).",
+		Help:      "Bundle revisions activated, and bundles refused (not read, verified, downloaded, compiled or self-tested), by bundle (live, shadow) and result (activated, refused).",
 	}, []string{"bundle", "result"})
 	m.activationTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "rego_injector",
@@ -74,7 +74,7 @@ func New() *Metrics {
 	m.shadowDiffs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "rego_injector",
 		Name:      "shadow_differences_total",
-		Help:      "Admissions where the shadow bundle decided otherwise than the live one, by what differed (inject, variant, patch, error).",
+		Help:      "Admissions where the shadow bundle decided otherwise than the live one, by what differed (inject, variant, patch, error), and comparisons skipped because the shadow was busy (skipped).",
 	}, []string{"kind"})
 	m.Registry.MustRegister(m.admissions, m.duration, m.revision, m.activations, m.activationTime, m.lastActivation, m.shadowDiffs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -16,8 +16,13 @@ var ErrNoBundle = errors.New("no bundle given")
 // maxBundleBytes bounds the size of one file read from a bundle.
 const maxBundleBytes = 64 << 20
 
-// skipTests keeps `_test.rego` files out of a served bundle: they are for `opa test`, not admission.
+// skipTests keeps `_test.rego` files out of a served bundle (they are for `opa test`, not
+// admission), and the `..data`-style entries of a Kubernetes ConfigMap or Secret volume, whose
+// files also appear at the top through symlinks.
 func skipTests(abspath string, info fs.FileInfo, _ int) bool {
+	if strings.HasPrefix(info.Name(), "..") {
+		return true
+	}
 	return !info.IsDir() && strings.HasSuffix(info.Name(), "_test.rego")
 }
 

@@ -30,10 +30,15 @@ type Verification struct {
 // NewVerification requires every bundle to be signed by the public key (PEM, or a file holding
 // it) under keyID, with algorithm alg (RS256, ES256, ...).
 func NewVerification(publicKey, keyID, alg string) (*Verification, error) {
-	kc, err := keys.NewKeyConfig(publicKey, alg, "")
-	if err != nil {
-		return nil, fmt.Errorf("verification key: %w", err)
+	key := publicKey
+	if !strings.Contains(publicKey, "-----BEGIN") {
+		b, err := os.ReadFile(publicKey)
+		if err != nil {
+			return nil, fmt.Errorf("verification key: %w", err)
+		}
+		key = string(b)
 	}
+	kc := &keys.Config{Key: key, Algorithm: alg}
 	return &Verification{config: bundle.NewVerificationConfig(map[string]*bundle.KeyConfig{keyID: kc}, keyID, "", nil)}, nil
 }
 
@@ -83,7 +88,7 @@ func (s Source) Read(ctx context.Context) (*bundle.Bundle, error) {
 	}
 	var loader bundle.DirectoryLoader
 	if st.IsDir() {
-		loader = bundle.NewDirectoryLoader(s.Spec)
+		loader = bundle.NewDirectoryLoader(s.Spec).WithFollowSymlinks(true)
 	} else {
 		f, err := os.Open(s.Spec)
 		if err != nil {
@@ -110,6 +115,15 @@ func (s Source) Fingerprint() (string, error) {
 		info, err := d.Info()
 		if err != nil {
 			return err
+		}
+		if info.Mode()&fs.ModeSymlink != 0 {
+			// A ConfigMap volume swaps a ..data symlink: hash where links point, and what they
+			// point at.
+			target, _ := os.Readlink(path)
+			fmt.Fprintf(h, "%s\x00->%s\x00", path, target)
+			if info, err = os.Stat(path); err != nil {
+				return err
+			}
 		}
 		fmt.Fprintf(h, "%s\x00%d\x00%d\x00", path, info.Size(), info.ModTime().UnixNano())
 		return nil

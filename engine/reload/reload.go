@@ -5,6 +5,9 @@ package reload
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -55,6 +58,7 @@ type Reloader struct {
 
 	mu      sync.Mutex
 	bundles []*bundle.Bundle // the last good bundle of each source; nil until one arrives
+	hashes  []string         // content hashes of the active bundles
 	status  Status
 }
 
@@ -96,7 +100,7 @@ func (r *Reloader) Start(ctx context.Context) error {
 		r.bundles[i] = b
 	}
 	if !remote {
-		if err := r.activate(ctx, r.bundles); err != nil {
+		if err := r.activate(ctx, r.bundles, true); err != nil {
 			return err
 		}
 	}
@@ -162,13 +166,17 @@ func (r *Reloader) update(ctx context.Context, i int, b *bundle.Bundle, err erro
 			return
 		}
 	}
-	if err := r.activate(ctx, next); err != nil {
+	if r.unchanged(i, b) {
+		return // the same bundle again (a server without ETags): nothing to activate
+	}
+	if err := r.activate(ctx, next, false); err != nil {
 		return // refused and recorded; the last good bundles stay
 	}
 }
 
-// activate compiles bundles into a revision and hands it to the target, recording the outcome.
-func (r *Reloader) activate(ctx context.Context, bundles []*bundle.Bundle) error {
+// activate compiles bundles into a revision and hands it to the target, recording the outcome. At
+// start-up (initial) a failure is the caller's to report: the process does not start.
+func (r *Reloader) activate(ctx context.Context, bundles []*bundle.Bundle, initial bool) error {
 	start := time.Now()
 	p, err := policy.Compile(ctx, bundles...)
 	if err == nil {
@@ -176,26 +184,56 @@ func (r *Reloader) activate(ctx context.Context, bundles []*bundle.Bundle) error
 	}
 	took := time.Since(start)
 	if err != nil {
-		r.opts.Metrics.Activation(r.opts.Name, false, "", took)
-		r.refuse(err)
+		if initial {
+			r.opts.Metrics.Activation(r.opts.Name, false, "", took)
+		} else {
+			r.refuse(err)
+		}
 		return err
 	}
 	r.opts.Metrics.Activation(r.opts.Name, true, p.Revision(), took)
 	r.mu.Lock()
 	r.bundles = bundles
+	r.hashes = make([]string, len(bundles))
+	for i, b := range bundles {
+		r.hashes[i] = contentHash(b)
+	}
 	r.status.Revision = p.Revision()
 	r.status.Activations++
 	r.status.LastSuccess = time.Now()
+	r.status.LastError = ""
 	r.mu.Unlock()
 	r.opts.Log.Info("bundle revision activated", "bundle", r.opts.Name, "revision", p.Revision(), "took_ms", float64(took.Microseconds())/1000)
 	return nil
 }
 
-// refuse records a bundle that could not be read, verified, compiled or activated.
+// unchanged reports whether b has the content of source i's active bundle.
+func (r *Reloader) unchanged(i int, b *bundle.Bundle) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return i < len(r.hashes) && r.hashes[i] != "" && r.hashes[i] == contentHash(b)
+}
+
+// contentHash summarises a bundle's manifest, modules and data.
+func contentHash(b *bundle.Bundle) string {
+	h := sha256.New()
+	manifest, _ := json.Marshal(b.Manifest)
+	h.Write(manifest)
+	for _, m := range b.Modules {
+		fmt.Fprintf(h, "\x00%s\x00", m.Path)
+		h.Write(m.Raw)
+	}
+	data, _ := json.Marshal(b.Data)
+	h.Write(data)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// refuse records a bundle that could not be read, verified, downloaded, compiled or activated.
 func (r *Reloader) refuse(err error) {
 	if errors.Is(err, context.Canceled) {
 		return
 	}
+	r.opts.Metrics.Activation(r.opts.Name, false, "", 0)
 	r.mu.Lock()
 	r.status.Refusals++
 	r.status.LastFailure = time.Now()

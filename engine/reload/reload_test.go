@@ -283,3 +283,60 @@ func TestStartRefusesABrokenBundle(t *testing.T) {
 		t.Fatal("started on a bundle whose template does not parse")
 	}
 }
+
+// TestReloadConfigMapVolume: a bundle mounted from a ConfigMap is updated by the kubelet swapping
+// a ..data symlink; the new revision is activated.
+func TestReloadConfigMapVolume(t *testing.T) {
+	dir := t.TempDir()
+	// A ConfigMap has no subdirectories: the bundle's files sit flat, each a symlink into ..data.
+	var files []string
+	version := func(name, revision string) {
+		b := defaultAt(t, revision)
+		files = files[:0]
+		for i := range b.Modules {
+			b.Modules[i].Path = strings.ReplaceAll(strings.TrimPrefix(b.Modules[i].Path, "policies/"), "/", "_")
+			files = append(files, b.Modules[i].Path)
+		}
+		writeDir(t, filepath.Join(dir, name), b)
+		tmp := filepath.Join(dir, "..data_tmp")
+		if err := os.Symlink(name, tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	version("..2026_01", "cm-1")
+	for _, top := range append([]string{".manifest", "data.json"}, files...) {
+		if err := os.Symlink(filepath.Join("..data", top), filepath.Join(dir, top)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inj, _ := start(t, nil, dir)
+	if inj.Revision() != "cm-1" {
+		t.Fatalf("revision %q", inj.Revision())
+	}
+	version("..2026_02", "cm-2")
+	waitFor(t, "cm-2", func() bool { return inj.Revision() == "cm-2" })
+}
+
+// TestBundleServerWithoutETags: a server that sends the same bundle in full on every poll costs a
+// download, not an activation.
+func TestBundleServerWithoutETags(t *testing.T) {
+	var buf bytes.Buffer
+	if err := bundle.NewWriter(&buf).Write(*defaultAt(t, "plain-1")); err != nil {
+		t.Fatal(err)
+	}
+	var served atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+		_, _ = w.Write(buf.Bytes())
+	}))
+	defer srv.Close()
+	inj, r := start(t, nil, srv.URL+"/b.tar.gz")
+	waitFor(t, "plain-1", func() bool { return inj.Revision() == "plain-1" })
+	waitFor(t, "three downloads", func() bool { return served.Load() >= 3 })
+	if st := r.Status(); st.Activations != 1 {
+		t.Fatalf("the same bundle was activated %d times", st.Activations)
+	}
+}
