@@ -32,7 +32,7 @@ type bundleFlags struct {
 
 func (b *bundleFlags) register(fs *flag.FlagSet, served bool) {
 	fs.Var(&b.sources, "bundle", "bundle directory, .tar.gz file"+map[bool]string{true: " or http(s) URL of a bundle server", false: ""}[served]+" (repeatable; absent: the embedded default bundle)")
-	fs.StringVar(&b.key, "bundle-verification-key", "", "public key (PEM file) every bundle must be signed with; absent: local bundles are not checked, and a signed bundle from a server is refused")
+	fs.StringVar(&b.key, "bundle-verification-key", "", "public key every bundle must be signed with, as PEM text or a file holding it; absent: local bundles are not checked, and a signed bundle from a server is refused")
 	fs.StringVar(&b.keyID, "bundle-verification-key-id", "default", "id the verification key is known by; OPA verifies every signature with this key, whatever key id the signature names")
 	fs.StringVar(&b.alg, "bundle-signing-alg", "RS256", "signature algorithm of the verification key")
 	if served {
@@ -107,7 +107,7 @@ func (b *bundleFlags) serveBundles(ctx context.Context, name string, specs []str
 		if err := inj.Activate(p); err != nil {
 			return nil, err
 		}
-		m.Activation(name, true, p.Revision(), time.Since(start))
+		m.Activation(name, p.Revision(), time.Since(start))
 		log.Info("bundle revision activated", "bundle", name, "revision", p.Revision(), "source", "embedded")
 		st := reload.Status{Revision: p.Revision(), Activations: 1, LastSuccess: time.Now()}
 		return func() reload.Status { return st }, nil

@@ -90,23 +90,28 @@ func (m *Metrics) Admission(endpoint, result, variant string, took time.Duration
 	m.duration.WithLabelValues(endpoint).Observe(took.Seconds())
 }
 
-// Activation records one attempt to activate a revision of the named bundle ("live" or
-// "shadow"); revision is the one now active when ok.
-func (m *Metrics) Activation(bundle string, ok bool, revision string, took time.Duration) {
+// Activation records that revision of the named bundle ("live" or "shadow") was activated, and
+// how long compiling, preparing and checking it took.
+func (m *Metrics) Activation(bundle, revision string, took time.Duration) {
 	if m == nil {
 		return
 	}
-	result := "refused"
-	if ok {
-		result = "activated"
-		if bundle == "live" {
-			m.revision.Reset()
-			m.revision.WithLabelValues(revision).Set(1)
-		}
+	if bundle == "live" {
+		m.revision.Reset()
+		m.revision.WithLabelValues(revision).Set(1)
 	}
-	m.activations.WithLabelValues(bundle, result).Inc()
+	m.activations.WithLabelValues(bundle, "activated").Inc()
 	m.activationTime.WithLabelValues(bundle).Observe(took.Seconds())
-	m.lastActivation.WithLabelValues(bundle, result).SetToCurrentTime()
+	m.lastActivation.WithLabelValues(bundle, "activated").SetToCurrentTime()
+}
+
+// Refusal records a bundle of the named bundle ("live" or "shadow") refused before it could serve.
+func (m *Metrics) Refusal(bundle string) {
+	if m == nil {
+		return
+	}
+	m.activations.WithLabelValues(bundle, "refused").Inc()
+	m.lastActivation.WithLabelValues(bundle, "refused").SetToCurrentTime()
 }
 
 // ShadowDifference counts an admission the shadow bundle decided otherwise; kind says what differed.

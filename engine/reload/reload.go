@@ -185,13 +185,13 @@ func (r *Reloader) activate(ctx context.Context, bundles []*bundle.Bundle, initi
 	took := time.Since(start)
 	if err != nil {
 		if initial {
-			r.opts.Metrics.Activation(r.opts.Name, false, "", took)
+			r.opts.Metrics.Refusal(r.opts.Name)
 		} else {
 			r.refuse(err)
 		}
 		return err
 	}
-	r.opts.Metrics.Activation(r.opts.Name, true, p.Revision(), took)
+	r.opts.Metrics.Activation(r.opts.Name, p.Revision(), took)
 	r.mu.Lock()
 	r.bundles = bundles
 	r.hashes = make([]string, len(bundles))
@@ -233,7 +233,7 @@ func (r *Reloader) refuse(err error) {
 	if errors.Is(err, context.Canceled) {
 		return
 	}
-	r.opts.Metrics.Activation(r.opts.Name, false, "", 0)
+	r.opts.Metrics.Refusal(r.opts.Name)
 	r.mu.Lock()
 	r.status.Refusals++
 	r.status.LastFailure = time.Now()

@@ -61,7 +61,7 @@ func startWith(t *testing.T, template string, configure func(*server.Config)) (s
 	if err := inj.Activate(p); err != nil {
 		t.Fatal(err)
 	}
-	m.Activation("live", true, p.Revision(), 0)
+	m.Activation("live", p.Revision(), 0)
 	ss, err := server.NewSelfSigned()
 	if err != nil {
 		t.Fatal(err)
