@@ -137,6 +137,22 @@ func TestShadowAndDecisionLog(t *testing.T) {
 	}
 }
 
+// TestSkipReasonMetric: a skipped pod is counted under the decision's code.
+func TestSkipReasonMetric(t *testing.T) {
+	m := metrics.New()
+	inj := injector.New(cluster.Static{}, injector.WithMetrics(m))
+	if err := inj.Activate(compileDefault(t, "")); err != nil {
+		t.Fatal(err)
+	}
+	raw := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web"},"spec":{"containers":[{"name":"app","image":"nginx"}]}}`)
+	if resp := inj.Mutating().Handle(t.Context(), review(t, raw)); resp.Patch != nil {
+		t.Fatal("a pod in an unlabelled namespace was injected")
+	}
+	if got := labelledValue(t, m, "rego_injector_admissions_total", "reason", "namespace_not_enabled"); got != 1 {
+		t.Errorf("admissions_total{reason=namespace_not_enabled} = %v, want 1", got)
+	}
+}
+
 func waitCounter(t *testing.T, m *metrics.Metrics, name, kind string, want float64) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -153,6 +169,12 @@ func waitCounter(t *testing.T, m *metrics.Metrics, name, kind string, want float
 
 func counterValue(t *testing.T, m *metrics.Metrics, name, kind string) float64 {
 	t.Helper()
+	return labelledValue(t, m, name, "kind", kind)
+}
+
+// labelledValue is the value of the counter name whose label has value.
+func labelledValue(t *testing.T, m *metrics.Metrics, name, label, value string) float64 {
+	t.Helper()
 	families, err := m.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -162,7 +184,7 @@ func counterValue(t *testing.T, m *metrics.Metrics, name, kind string) float64 {
 			continue
 		}
 		for _, metric := range f.GetMetric() {
-			if hasLabel(metric, "kind", kind) {
+			if hasLabel(metric, label, value) {
 				return metric.GetCounter().GetValue()
 			}
 		}

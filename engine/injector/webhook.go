@@ -13,6 +13,7 @@ import (
 
 	"github.com/rego-injector/rego-injector/engine/admission"
 	"github.com/rego-injector/rego-injector/engine/metrics"
+	"github.com/rego-injector/rego-injector/engine/policy"
 )
 
 // Mutating returns the handler of the mutating webhook.
@@ -40,7 +41,7 @@ func (i *Injector) mutate(ctx context.Context, req *admission.Request) *admissio
 	defer cancel()
 	log := i.log.With("endpoint", "inject", "uid", req.UID, "namespace", req.Namespace, "name", podName(req), "operation", req.Operation)
 	if !isPod(req) || (req.Operation != admissionv1.Create && req.Operation != admissionv1.Update) {
-		i.metrics.Admission("inject", metrics.ResultIgnored, "", time.Since(start))
+		i.metrics.Admission("inject", metrics.ResultIgnored, "", "", time.Since(start))
 		return admission.Allowed()
 	}
 	in := Pod{Raw: req.Object.Raw, Request: req}
@@ -49,13 +50,13 @@ func (i *Injector) mutate(ctx context.Context, req *admission.Request) *admissio
 	i.logDecision("injector/mutate/decision", req, res.Revision, res.Decision, err, took)
 	i.compareShadow(in, res, err)
 	if err != nil {
-		i.metrics.Admission("inject", metrics.ResultError, "", took)
+		i.metrics.Admission("inject", metrics.ResultError, "", "", took)
 		log.Error("admission failed", "revision", res.Revision, "err", err, "duration_ms", ms(took))
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	d := res.Decision
 	if res.Patch == nil {
-		i.metrics.Admission("inject", metrics.ResultSkipped, d.Variant, took)
+		i.metrics.Admission("inject", metrics.ResultSkipped, d.Variant, skipReason(d, res.Current != nil), took)
 		log.Info("admission", "decision", "skip", "revision", res.Revision, "reasons", d.Reasons, "duration_ms", ms(took))
 		warnings := d.Warnings
 		if !d.Inject && res.Current == nil { // tell the client why; an up-to-date pod needs no explaining
@@ -63,7 +64,7 @@ func (i *Injector) mutate(ctx context.Context, req *admission.Request) *admissio
 		}
 		return admission.Allowed(warnings...)
 	}
-	i.metrics.Admission("inject", metrics.ResultInjected, d.Variant, took)
+	i.metrics.Admission("inject", metrics.ResultInjected, d.Variant, "", took)
 	log.Info("admission", "decision", "inject", "variant", d.Variant, "revision", res.Revision, "reasons", d.Reasons, "duration_ms", ms(took))
 	resp := admission.Patched(res.Patch, d.Warnings...)
 	resp.AuditAnnotations = map[string]string{"variant": d.Variant, "revision": res.Revision}
@@ -76,25 +77,37 @@ func (i *Injector) validate(ctx context.Context, req *admission.Request) *admiss
 	defer cancel()
 	log := i.log.With("endpoint", "validate", "uid", req.UID, "namespace", req.Namespace, "name", podName(req), "operation", req.Operation)
 	if !isPod(req) || len(req.Object.Raw) == 0 {
-		i.metrics.Admission("validate", metrics.ResultIgnored, "", time.Since(start))
+		i.metrics.Admission("validate", metrics.ResultIgnored, "", "", time.Since(start))
 		return admission.Allowed()
 	}
 	v, rev, err := i.Validate(ctx, Pod{Raw: req.Object.Raw, Request: req})
 	took := time.Since(start)
 	i.logDecision("injector/validate", req, rev, verdictResult(v), err, took)
 	if err != nil {
-		i.metrics.Admission("validate", metrics.ResultError, "", took)
+		i.metrics.Admission("validate", metrics.ResultError, "", "", took)
 		log.Error("admission failed", "revision", rev, "err", err, "duration_ms", ms(took))
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	if len(v.Deny) > 0 {
-		i.metrics.Admission("validate", metrics.ResultDenied, "", took)
+		i.metrics.Admission("validate", metrics.ResultDenied, "", "", took)
 		log.Info("admission", "decision", "deny", "revision", rev, "deny", v.Deny, "duration_ms", ms(took))
 		return admission.Denied(strings.Join(v.Deny, "; "), v.Warn...)
 	}
-	i.metrics.Admission("validate", metrics.ResultAllowed, "", took)
+	i.metrics.Admission("validate", metrics.ResultAllowed, "", "", took)
 	log.Info("admission", "decision", "allow", "revision", rev, "warnings", len(v.Warn), "duration_ms", ms(took))
 	return admission.Allowed(v.Warn...)
+}
+
+// skipReason labels a pod left unchanged: the decision's code, "up_to_date" for a pod already
+// injected at this revision that policy chose to inject again, or "unspecified".
+func skipReason(d policy.Decision, current bool) string {
+	switch {
+	case d.Code != "":
+		return d.Code
+	case d.Inject && current:
+		return "up_to_date"
+	}
+	return "unspecified"
 }
 
 // ms is a duration in milliseconds, for log lines.

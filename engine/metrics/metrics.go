@@ -40,8 +40,8 @@ func New() *Metrics {
 		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "rego_injector",
 			Name:      "admissions_total",
-			Help:      "Admission reviews answered, by endpoint (inject, validate), result and variant.",
-		}, []string{"endpoint", "result", "variant"}),
+			Help:      "Admission reviews answered, by endpoint (inject, validate), result, variant and, for skipped pods, the decision's code.",
+		}, []string{"endpoint", "result", "variant", "reason"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "rego_injector",
 			Name:      "admission_duration_seconds",
@@ -81,12 +81,12 @@ func New() *Metrics {
 	return m
 }
 
-// Admission records one answered review.
-func (m *Metrics) Admission(endpoint, result, variant string, took time.Duration) {
+// Admission records one answered review; reason is the skip code of a skipped pod.
+func (m *Metrics) Admission(endpoint, result, variant, reason string, took time.Duration) {
 	if m == nil {
 		return
 	}
-	m.admissions.WithLabelValues(endpoint, result, variant).Inc()
+	m.admissions.WithLabelValues(endpoint, result, variant, reason).Inc()
 	m.duration.WithLabelValues(endpoint).Observe(took.Seconds())
 }
 

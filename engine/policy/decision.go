@@ -8,6 +8,9 @@ import (
 type Decision struct {
 	// Inject says whether the pod gets the sidecar.
 	Inject bool `json:"inject"`
+	// Code names why a pod is skipped, from a small vocabulary policy defines; it labels metrics.
+	// Optional.
+	Code string `json:"code,omitempty"`
 	// Variant names the template to render; set when Inject is true.
 	Variant string `json:"variant,omitempty"`
 	// Values are handed to the template as .Values.
@@ -46,6 +49,13 @@ func parseDecision(v any) (Decision, error) {
 	}
 	if d.Warnings, err = stringList(obj, "warnings", MutateQuery); err != nil {
 		return d, err
+	}
+	if raw, present := obj["code"]; present {
+		s, ok := raw.(string)
+		if !ok {
+			return d, fmt.Errorf("%s.code: %w: want a string, got %s", MutateQuery, ErrMalformed, typeName(raw))
+		}
+		d.Code = s
 	}
 	if raw, present := obj["variant"]; present {
 		s, ok := raw.(string)

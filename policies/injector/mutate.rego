@@ -10,23 +10,26 @@ import data.injector.lib
 #   {"inject", "variant", "values", "reasons", "warnings"} for the pod in input. Defined for every
 #   input, with exactly one value and at least one reason. The checks run in priority order: the first
 #   that skips the pod decides.
-decision := skip([reason], []) if {
-	reason := precondition_skip
-} else := skip(selection.reasons, array.concat(lib.switch_warnings, leftover_warnings)) if {
+decision := skip(precondition.code, [precondition.reason], []) if {
+	precondition := precondition_skip
+} else := skip(selection.code, selection.reasons, array.concat(lib.switch_warnings, leftover_warnings)) if {
 	not selection.inject
 } else := injection
 
 # Reached only if a rule above is left undefined (say, by a modified bundle): the decision stays defined.
 default decision := {
 	"inject": false,
+	"code": "undecided",
 	"variant": "",
 	"values": {},
 	"reasons": ["the injection policy reached no decision for this pod; not injecting"],
 	"warnings": [],
 }
 
-skip(reasons, warnings) := {
+# A skip carries a short code from a fixed vocabulary (docs/policy-authors.md), for metrics.
+skip(code, reasons, warnings) := {
 	"inject": false,
+	"code": code,
 	"variant": "",
 	"values": {},
 	"reasons": reasons,
@@ -54,27 +57,27 @@ flatten(lists) := [item | some list in lists; some item in list]
 #   The reason the pod is skipped before its own choice and the defaults are looked at; undefined when
 #   none applies. In order: operation, excluded namespace, namespace switched off, hostNetwork, an
 #   injection status (same revision, or unreadable), Istio's own injection.
-precondition_skip := "the request names no operation: pods are injected on CREATE only" if {
+precondition_skip := {"code": "operation", "reason": "the request names no operation: pods are injected on CREATE only"} if {
 	lib.operation == ""
-} else := sprintf("operation %s: pods are injected on CREATE only", [lib.operation]) if {
+} else := {"code": "operation", "reason": sprintf("operation %s: pods are injected on CREATE only", [lib.operation])} if {
 	lib.operation != "CREATE"
-} else := sprintf("namespace %q is excluded from injection", [lib.namespace_name]) if {
+} else := {"code": "excluded_namespace", "reason": sprintf("namespace %q is excluded from injection", [lib.namespace_name])} if {
 	lib.namespace_name in lib.excluded_namespaces
-} else := sprintf("namespace %q is the injector's own namespace and is excluded from injection", [lib.namespace_name]) if {
+} else := {"code": "excluded_namespace", "reason": sprintf("namespace %q is the injector's own namespace and is excluded from injection", [lib.namespace_name])} if {
 	lib.injector_namespace != ""
 	lib.namespace_name == lib.injector_namespace
-} else := sprintf("namespace %q is labelled %s=disabled", [lib.namespace_name, lib.namespace_switch.key]) if {
+} else := {"code": "namespace_disabled", "reason": sprintf("namespace %q is labelled %s=disabled", [lib.namespace_name, lib.namespace_switch.key])} if {
 	lib.namespace_disabled
-} else := "pod uses hostNetwork: its traffic cannot be redirected through a sidecar" if {
+} else := {"code": "host_network", "reason": "pod uses hostNetwork: its traffic cannot be redirected through a sidecar"} if {
 	lib.host_network
-} else := sprintf("pod is already injected at revision %q", [lib.revision]) if {
+} else := {"code": "already_injected", "reason": sprintf("pod is already injected at revision %q", [lib.revision])} if {
 	lib.status.revision == lib.revision
-} else := sprintf(
+} else := {"code": "status_unreadable", "reason": sprintf(
 	"pod annotation %s is not a JSON object with a revision: the injected containers cannot be safely stripped and re-injected, so the pod is left as it is",
 	[lib.status_annotation],
-) if {
+)} if {
 	lib.status_invalid
-} else := sprintf("pod is already injected by Istio (it has annotation %s)", [lib.istio_status_annotation]) if {
+} else := {"code": "istio_injected", "reason": sprintf("pod is already injected by Istio (it has annotation %s)", [lib.istio_status_annotation])} if {
 	lib.istio_injected
 }
 
@@ -83,19 +86,19 @@ precondition_skip := "the request names no operation: pods are injected on CREAT
 # description: >-
 #   {"inject", "reasons"}: an explicit opt-out or opt-in decides; otherwise the namespace must be
 #   enabled, never_inject_selectors beat always_inject_selectors, and the global policy decides the rest.
-selection := {"inject": false, "reasons": [sprintf("%s opts the pod out", [lib.switch_string(lib.pod_switch)])]} if {
+selection := {"inject": false, "code": "opted_out", "reasons": [sprintf("%s opts the pod out", [lib.switch_string(lib.pod_switch)])]} if {
 	lib.opted_out
 } else := {"inject": true, "reasons": [sprintf("%s opts the pod in", [lib.switch_string(lib.pod_switch)])]} if {
 	lib.opted_in
-} else := {"inject": false, "reasons": [namespace_not_enabled_reason]} if {
+} else := {"inject": false, "code": "namespace_not_enabled", "reasons": [namespace_not_enabled_reason]} if {
 	not lib.namespace_enabled
-} else := {"inject": false, "reasons": [namespace_enabled_reason, selector_reason("never_inject_selectors", index, lib.never_inject_selectors)]} if {
+} else := {"inject": false, "code": "never_inject_selector", "reasons": [namespace_enabled_reason, selector_reason("never_inject_selectors", index, lib.never_inject_selectors)]} if {
 	index := first_match(lib.never_inject_selectors)
 } else := {"inject": true, "reasons": [namespace_enabled_reason, selector_reason("always_inject_selectors", index, lib.always_inject_selectors)]} if {
 	index := first_match(lib.always_inject_selectors)
 } else := {"inject": true, "reasons": [namespace_enabled_reason, "the global injection policy is enabled: pods in enabled namespaces are injected unless they opt out"]} if {
 	lib.global_policy == "enabled"
-} else := {"inject": false, "reasons": [namespace_enabled_reason, policy_disabled_reason]}
+} else := {"inject": false, "code": "policy_disabled", "reasons": [namespace_enabled_reason, policy_disabled_reason]}
 
 namespace_enabled_reason := sprintf("namespace %q is labelled %s=enabled", [lib.namespace_name, lib.namespace_switch.key])
 

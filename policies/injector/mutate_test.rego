@@ -60,12 +60,12 @@ test_update_is_skipped if {
 		{"op": "replace", "path": "/request/operation", "value": "UPDATE"},
 		{"op": "add", "path": "/oldObject", "value": {"kind": "Pod"}},
 	])
-	mutate.decision == skipped(["operation UPDATE: pods are injected on CREATE only"], []) with input as pod
+	object.remove(mutate.decision, {"code"}) == skipped(["operation UPDATE: pods are injected on CREATE only"], []) with input as pod
 }
 
 test_missing_operation_is_skipped if {
 	pod := json.remove(in_namespace(enabled), ["/request/operation"])
-	mutate.decision == skipped(["the request names no operation: pods are injected on CREATE only"], []) with input as pod
+	object.remove(mutate.decision, {"code"}) == skipped(["the request names no operation: pods are injected on CREATE only"], []) with input as pod
 }
 
 # --- 2. excluded namespaces --------------------------------------------------------------------------
@@ -77,18 +77,18 @@ on_namespace(name, pod) := json.patch(pod, [
 
 test_excluded_namespace_is_skipped_even_when_the_pod_opts_in if {
 	every name in ["kube-system", "kube-public", "kube-node-lease"] {
-		mutate.decision == skipped([sprintf("namespace %q is excluded from injection", [name])], []) with input as on_namespace(name, labelled({"sidecar.istio.io/inject": "true"}, {}))
+		object.remove(mutate.decision, {"code"}) == skipped([sprintf("namespace %q is excluded from injection", [name])], []) with input as on_namespace(name, labelled({"sidecar.istio.io/inject": "true"}, {}))
 	}
 }
 
 test_excluded_namespaces_follow_the_config if {
-	mutate.decision == skipped([`namespace "team-a" is excluded from injection`], []) with input as in_namespace(enabled)
+	object.remove(mutate.decision, {"code"}) == skipped([`namespace "team-a" is excluded from injection`], []) with input as in_namespace(enabled)
 		with data.injector.config.excluded_namespaces as ["team-a"]
 }
 
 test_injector_namespace_is_skipped if {
 	pod := on_namespace("rego-injector-system", labelled({"sidecar.istio.io/inject": "true"}, {}))
-	mutate.decision == skipped([`namespace "rego-injector-system" is the injector's own namespace and is excluded from injection`], []) with input as pod
+	object.remove(mutate.decision, {"code"}) == skipped([`namespace "rego-injector-system" is the injector's own namespace and is excluded from injection`], []) with input as pod
 }
 
 test_unknown_injector_namespace_excludes_nothing if {
@@ -106,7 +106,7 @@ test_unknown_injector_namespace_excludes_nothing if {
 # --- 3. and 8. namespace labels ----------------------------------------------------------------------
 
 test_namespace_istio_injection_enabled if {
-	mutate.decision == injected_by_default with input as in_namespace(enabled)
+	object.remove(mutate.decision, {"code"}) == injected_by_default with input as in_namespace(enabled)
 }
 
 test_namespace_rego_injector_enabled if {
@@ -119,11 +119,11 @@ test_namespace_rego_injector_enabled if {
 
 test_namespace_istio_injection_disabled if {
 	pod := pod_input({"istio-injection": "disabled"}, {"labels": {"sidecar.istio.io/inject": "true"}}, app)
-	mutate.decision == skipped([`namespace "team-a" is labelled istio-injection=disabled`], []) with input as pod
+	object.remove(mutate.decision, {"code"}) == skipped([`namespace "team-a" is labelled istio-injection=disabled`], []) with input as pod
 }
 
 test_namespace_rego_injector_disabled if {
-	mutate.decision == skipped([`namespace "team-a" is labelled rego-injector.io/inject=disabled`], []) with input as in_namespace({"rego-injector.io/inject": "disabled"})
+	object.remove(mutate.decision, {"code"}) == skipped([`namespace "team-a" is labelled rego-injector.io/inject=disabled`], []) with input as in_namespace({"rego-injector.io/inject": "disabled"})
 }
 
 test_namespace_first_label_decides if {
@@ -133,18 +133,18 @@ test_namespace_first_label_decides if {
 	decision.reasons[0] == `namespace "team-a" is labelled istio-injection=enabled`
 
 	disabled_first := {"istio-injection": "disabled", "rego-injector.io/inject": "enabled"}
-	mutate.decision == skipped([`namespace "team-a" is labelled istio-injection=disabled`], []) with input as in_namespace(disabled_first)
+	object.remove(mutate.decision, {"code"}) == skipped([`namespace "team-a" is labelled istio-injection=disabled`], []) with input as in_namespace(disabled_first)
 }
 
 test_namespace_without_label_is_skipped if {
-	mutate.decision == skipped(
+	object.remove(mutate.decision, {"code"}) == skipped(
 		[`namespace "team-a" is not labelled istio-injection=enabled or rego-injector.io/inject=enabled`],
 		[],
 	) with input as in_namespace({"team": "a"})
 }
 
 test_namespace_with_other_value_is_skipped if {
-	mutate.decision == skipped(
+	object.remove(mutate.decision, {"code"}) == skipped(
 		[`namespace "team-a" is not labelled istio-injection=enabled or rego-injector.io/inject=enabled (its label istio-injection="true" neither enables nor disables injection)`],
 		[],
 	) with input as in_namespace({"istio-injection": "true", "rego-injector.io/inject": "enabled"})
@@ -157,7 +157,7 @@ test_namespace_labels_null_or_absent if {
 }
 
 test_no_namespace_labels_configured if {
-	mutate.decision == skipped(
+	object.remove(mutate.decision, {"code"}) == skipped(
 		[`namespace "team-a" is not labelled with an injection label (config namespace_labels lists none)`],
 		[],
 	) with input as in_namespace(enabled)
@@ -168,11 +168,11 @@ test_no_namespace_labels_configured if {
 
 test_host_network_is_skipped if {
 	pod := pod_input(enabled, {"labels": {"sidecar.istio.io/inject": "true"}}, object.union(app, {"hostNetwork": true}))
-	mutate.decision == skipped(["pod uses hostNetwork: its traffic cannot be redirected through a sidecar"], []) with input as pod
+	object.remove(mutate.decision, {"code"}) == skipped(["pod uses hostNetwork: its traffic cannot be redirected through a sidecar"], []) with input as pod
 }
 
 test_host_network_false_is_injected if {
-	mutate.decision == injected_by_default with input as pod_input(enabled, {}, object.union(app, {"hostNetwork": false}))
+	object.remove(mutate.decision, {"code"}) == injected_by_default with input as pod_input(enabled, {}, object.union(app, {"hostNetwork": false}))
 }
 
 # --- 5. and 6. injection status ----------------------------------------------------------------------
@@ -180,7 +180,7 @@ test_host_network_false_is_injected if {
 status(revision) := json.marshal({"revision": revision, "variant": "sidecar", "containers": ["istio-proxy"], "initContainers": ["istio-init"]})
 
 test_same_revision_is_skipped if {
-	mutate.decision == skipped([`pod is already injected at revision "default-1"`], []) with input as labelled({}, {"rego-injector.io/status": status("default-1")})
+	object.remove(mutate.decision, {"code"}) == skipped([`pod is already injected at revision "default-1"`], []) with input as labelled({}, {"rego-injector.io/status": status("default-1")})
 }
 
 test_other_revision_is_reinjected if {
@@ -199,7 +199,7 @@ test_other_revision_is_reinjected if {
 
 test_other_revision_no_longer_selected_warns if {
 	pod := labelled({"sidecar.istio.io/inject": "false"}, {"rego-injector.io/status": status("default-0")})
-	mutate.decision == skipped(
+	object.remove(mutate.decision, {"code"}) == skipped(
 		[`pod label sidecar.istio.io/inject="false" opts the pod out`],
 		[`pod carries containers injected at revision "default-0" but is no longer selected for injection: they are left as they are`],
 	) with input as pod
@@ -208,13 +208,13 @@ test_other_revision_no_longer_selected_warns if {
 test_unreadable_status_is_skipped if {
 	reason := "pod annotation rego-injector.io/status is not a JSON object with a revision: the injected containers cannot be safely stripped and re-injected, so the pod is left as it is"
 	every raw in [`{"revision": "default-1"`, "{}", "not json", `["default-1"]`] {
-		mutate.decision == skipped([reason], []) with input as labelled({}, {"rego-injector.io/status": raw})
+		object.remove(mutate.decision, {"code"}) == skipped([reason], []) with input as labelled({}, {"rego-injector.io/status": raw})
 	}
 }
 
 test_istio_injected_is_skipped if {
 	pod := labelled({"sidecar.istio.io/inject": "true"}, {"sidecar.istio.io/status": `{"containers":["istio-proxy"]}`})
-	mutate.decision == skipped(["pod is already injected by Istio (it has annotation sidecar.istio.io/status)"], []) with input as pod
+	object.remove(mutate.decision, {"code"}) == skipped(["pod is already injected by Istio (it has annotation sidecar.istio.io/status)"], []) with input as pod
 }
 
 test_our_status_is_checked_before_istio_status if {
@@ -228,20 +228,20 @@ test_our_status_is_checked_before_istio_status if {
 # --- 7. the pod's own choice -------------------------------------------------------------------------
 
 test_label_opts_out if {
-	mutate.decision == skipped([`pod label sidecar.istio.io/inject="false" opts the pod out`], []) with input as labelled({"sidecar.istio.io/inject": "false"}, {})
+	object.remove(mutate.decision, {"code"}) == skipped([`pod label sidecar.istio.io/inject="false" opts the pod out`], []) with input as labelled({"sidecar.istio.io/inject": "false"}, {})
 }
 
 test_annotation_opts_out if {
-	mutate.decision == skipped([`pod annotation sidecar.istio.io/inject="false" opts the pod out`], []) with input as labelled({}, {"sidecar.istio.io/inject": "false"})
+	object.remove(mutate.decision, {"code"}) == skipped([`pod annotation sidecar.istio.io/inject="false" opts the pod out`], []) with input as labelled({}, {"sidecar.istio.io/inject": "false"})
 }
 
 test_second_key_opts_out if {
-	mutate.decision == skipped([`pod label rego-injector.io/inject="false" opts the pod out`], []) with input as labelled({"rego-injector.io/inject": "false"}, {})
+	object.remove(mutate.decision, {"code"}) == skipped([`pod label rego-injector.io/inject="false" opts the pod out`], []) with input as labelled({"rego-injector.io/inject": "false"}, {})
 }
 
 test_label_opts_in_without_namespace_label if {
 	pod := pod_input({}, {"labels": {"sidecar.istio.io/inject": "true"}}, app)
-	mutate.decision == {
+	object.remove(mutate.decision, {"code"}) == {
 		"inject": true,
 		"variant": "sidecar",
 		"values": data.injector.values,
@@ -262,7 +262,7 @@ test_annotation_opts_in_without_namespace_label if {
 
 test_label_beats_annotation if {
 	out := labelled({"sidecar.istio.io/inject": "false"}, {"sidecar.istio.io/inject": "true"})
-	mutate.decision == skipped(
+	object.remove(mutate.decision, {"code"}) == skipped(
 		[`pod label sidecar.istio.io/inject="false" opts the pod out`],
 		[`pod annotation sidecar.istio.io/inject="true" is overridden by pod label sidecar.istio.io/inject="false"`],
 	) with input as out
@@ -286,14 +286,14 @@ test_invalid_value_falls_back_to_the_default if {
 
 test_invalid_value_in_unlabelled_namespace_is_skipped_with_warning if {
 	pod := pod_input({}, {"annotations": {"sidecar.istio.io/inject": "maybe"}}, app)
-	mutate.decision == skipped(
+	object.remove(mutate.decision, {"code"}) == skipped(
 		[`namespace "team-a" is not labelled istio-injection=enabled or rego-injector.io/inject=enabled`],
 		[`pod annotation sidecar.istio.io/inject has invalid value "maybe"; expected "true" or "false"; using the default`],
 	) with input as pod
 }
 
 test_invalid_label_lets_a_valid_annotation_decide if {
-	mutate.decision == skipped(
+	object.remove(mutate.decision, {"code"}) == skipped(
 		[`pod annotation sidecar.istio.io/inject="false" opts the pod out`],
 		[`pod label sidecar.istio.io/inject has invalid value "no"; expected "true" or "false"; using pod annotation sidecar.istio.io/inject="false" instead`],
 	) with input as labelled({"sidecar.istio.io/inject": "no"}, {"sidecar.istio.io/inject": "false"})
@@ -304,7 +304,7 @@ test_invalid_label_lets_a_valid_annotation_decide if {
 gateway := {"rego-injector.io/role": "mesh-gateway"}
 
 test_never_inject_selector_skips if {
-	mutate.decision == skipped(
+	object.remove(mutate.decision, {"code"}) == skipped(
 		[
 			`namespace "team-a" is labelled istio-injection=enabled`,
 			"pod labels match never_inject_selectors[0] (rego-injector.io/role in (mesh-gateway))",
@@ -345,7 +345,7 @@ test_always_inject_selector_beats_disabled_policy if {
 }
 
 test_disabled_policy_skips if {
-	mutate.decision == skipped(
+	object.remove(mutate.decision, {"code"}) == skipped(
 		[
 			`namespace "team-a" is labelled istio-injection=enabled`,
 			`the global injection policy is disabled: pods in namespace "team-a" are injected only when they opt in with label sidecar.istio.io/inject="true"`,
@@ -583,11 +583,11 @@ test_decision_is_always_defined if {
 
 test_pod_without_metadata_in_enabled_namespace_is_injected if {
 	pod := json.remove(in_namespace(enabled), ["/object/metadata"])
-	mutate.decision == injected_by_default with input as pod
+	object.remove(mutate.decision, {"code"}) == injected_by_default with input as pod
 }
 
 test_empty_config_injects_nothing_by_default if {
-	mutate.decision == skipped(
+	object.remove(mutate.decision, {"code"}) == skipped(
 		[`namespace "team-a" is not labelled with an injection label (config namespace_labels lists none)`],
 		[],
 	) with input as in_namespace(enabled)
@@ -595,6 +595,27 @@ test_empty_config_injects_nothing_by_default if {
 }
 
 test_default_decision_when_a_rule_breaks if {
-	mutate.decision == skipped(["the injection policy reached no decision for this pod; not injecting"], []) with input as in_namespace(enabled)
+	object.remove(mutate.decision, {"code"}) == skipped(["the injection policy reached no decision for this pod; not injecting"], []) with input as in_namespace(enabled)
 		with mutate.variant as {}
+}
+
+# Every skip carries its code, from the vocabulary in docs/policy-authors.md; an injection has none.
+test_skip_codes if {
+	cases := [
+		[json.patch(in_namespace(enabled), [{"op": "replace", "path": "/request/operation", "value": "UPDATE"}]), "operation"],
+		[on_namespace("kube-system", in_namespace(enabled)), "excluded_namespace"],
+		[in_namespace({"istio-injection": "disabled"}), "namespace_disabled"],
+		[in_namespace({}), "namespace_not_enabled"],
+		[pod_input(enabled, {}, object.union(app, {"hostNetwork": true})), "host_network"],
+		[labelled({"sidecar.istio.io/inject": "false"}, {}), "opted_out"],
+		[labelled({"rego-injector.io/role": "mesh-gateway"}, {}), "never_inject_selector"],
+	]
+	every c in cases {
+		d := mutate.decision with input as c[0]
+		d.code == c[1]
+	}
+	disabled := mutate.decision with input as in_namespace(enabled) with data.injector.config.policy as "disabled"
+	disabled.code == "policy_disabled"
+	injected := mutate.decision with input as in_namespace(enabled)
+	not injected.code
 }
