@@ -13,7 +13,7 @@ COVERAGE  ?= 90
 SIGNING_KEY ?=
 SIGNING_ALG ?= RS256
 
-.PHONY: help run build test go-test opa-test lint bundle bench fuzz e2e cluster-binaries clean
+.PHONY: help run build test go-test opa-test lint bundle bench load fuzz e2e cluster-binaries clean
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -60,6 +60,9 @@ bundle: ## build build/default.tar.gz from policies/ and bundles/default with op
 
 bench: ## run the Go benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./engine/...
+
+load: build ## open-loop load on the HTTPS server (server on CPU 0, load on CPU 1), 127.0.0.1 only
+	$(if $(shell command -v taskset),taskset -c 1) $(GO) run ./test/bench -server $(BIN) $(LOADFLAGS)
 
 fuzz: ## fuzz the decoders that read network input, $(FUZZTIME) each
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./engine/admission
