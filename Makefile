@@ -61,8 +61,10 @@ bundle: ## build build/default.tar.gz from policies/ and bundles/default with op
 bench: ## run the Go benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./engine/...
 
-load: build ## open-loop load on the HTTPS server (server on CPU 0, load on CPU 1), 127.0.0.1 only
-	$(if $(shell command -v taskset),taskset -c 1) $(GO) run ./test/bench -server $(BIN) $(LOADFLAGS)
+load: build bundle ## open-loop load, rego-injector then OPA's server on the same reviews (servers on CPU 0, load on CPU 1; 127.0.0.1 only)
+	$(GO) build -o bin/opa github.com/open-policy-agent/opa
+	$(GO) build -o bin/bench ./test/bench
+	$(if $(shell command -v taskset),taskset -c 1) bin/bench -server $(BIN) -opa bin/opa $(LOADFLAGS)
 
 fuzz: ## fuzz the decoders that read network input, $(FUZZTIME) each
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./engine/admission

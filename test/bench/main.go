@@ -1,16 +1,20 @@
-// Command bench is the load harness: it starts rego-injector serve (pinned to one CPU when taskset
-// is there), drives its /inject endpoint over HTTPS with keep-alive in open loop at fixed rates with
-// vegeta (so that latency is not hidden by coordinated omission), and reports the achieved rate,
-// errors, latency percentiles and the server's RSS. Traffic goes to 127.0.0.1 only, and every run is
-// bounded in time.
+// Command bench is the load harness. It runs two servers in turn, each pinned to one CPU when
+// taskset is there, with the same certificate: rego-injector serve, and OPA's own server answering
+// the same AdmissionReview with the same default policies and the sidecar built in Rego
+// (test/bench/opa). It first checks that both patches give the same pod, then drives each over
+// HTTPS with keep-alive in open loop at fixed rates with vegeta (so that latency is not hidden by
+// coordinated omission), and reports the achieved rate, errors, latency percentiles and the
+// server's RSS. Traffic goes to 127.0.0.1 only, and every run is bounded in time.
 //
-//	go run ./test/bench -server bin/rego-injector -rates 250,500,1000 -duration 20s
+//	go run ./test/bench -server bin/rego-injector -opa bin/opa -rates 250,500,1000 -duration 20s
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -21,26 +25,29 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+	evanphx "gopkg.in/evanphx/json-patch.v4"
+
+	"github.com/rego-injector/rego-injector/engine/certs"
 )
 
 func main() {
-	server := flag.String("server", "bin/rego-injector", "the rego-injector binary to start")
+	server := flag.String("server", "bin/rego-injector", "the rego-injector binary")
+	opa := flag.String("opa", "", "the opa binary, to measure OPA's server beside it (empty: only rego-injector)")
 	pods := flag.String("pods", "typical,large", "benchmark pods from engine/injector/testdata/bench")
 	rates := flag.String("rates", "250,500,1000", "open-loop rates, requests per second")
 	duration := flag.Duration("duration", 20*time.Second, "length of each run (at most 60s)")
 	saturate := flag.Int("saturate", 4000, "rate of the saturation run, whose achieved throughput is reported (0: none)")
-	cpu := flag.String("server-cpu", "0", "CPU the server is pinned to with taskset (empty: not pinned)")
+	cpu := flag.String("server-cpu", "0", "CPU the servers are pinned to with taskset (empty: not pinned)")
 	flag.Parse()
-	if *duration > time.Minute {
-		*duration = time.Minute
-	}
-	if err := run(*server, strings.Split(*pods, ","), parseRates(*rates), *duration, *saturate, *cpu); err != nil {
+	*duration = min(*duration, time.Minute)
+	if err := run(*server, *opa, strings.Split(*pods, ","), parseRates(*rates), *duration, *saturate, *cpu); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -56,84 +63,159 @@ func parseRates(s string) []int {
 	return out
 }
 
-func run(bin string, pods []string, rates []int, duration time.Duration, saturate int, cpu string) error {
+// peer is one server under test.
+type peer struct {
+	name string
+	args func(addr, cert, key string) []string
+	// path is where admission reviews are posted; ready is the readiness probe.
+	path, ready string
+}
+
+func run(server, opa string, pods []string, rates []int, duration time.Duration, saturate int, cpu string) error {
 	dir, err := os.MkdirTemp("", "rego-injector-bench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	tlsConfig, cert, key, err := serving(dir)
 	if err != nil {
 		return err
 	}
-	addr := l.Addr().String()
-	l.Close()
-	args := []string{bin, "serve", "--listen", addr, "--self-signed-dir", dir, "--log-level", "error"}
-	if _, err := exec.LookPath("taskset"); err == nil && cpu != "" {
-		args = append([]string{"taskset", "-c", cpu}, args...)
+	peers := []peer{{
+		name: "rego-injector", path: "/inject", ready: "/readyz",
+		args: func(addr, cert, key string) []string {
+			return []string{server, "serve", "--listen", addr, "--tls-cert-file", cert, "--tls-key-file", key, "--log-level", "error"}
+		},
+	}}
+	if opa != "" {
+		peers = append(peers, peer{
+			name: "opa run --server", path: "/", ready: "/health",
+			args: func(addr, cert, key string) []string {
+				return []string{opa, "run", "--server", "--addr", addr, "--tls-cert-file", cert, "--tls-private-key-file", key,
+					"--log-level", "error", "--set", "default_decision=bench/admission/review",
+					filepath.Join("build", "bundle-default"), filepath.Join("test", "bench", "opa")}
+			},
+		})
 	}
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Stderr = io.Discard
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-
-	tlsConfig, err := waitReady(dir, addr)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("server: %s on %s, pinned to CPU %q; load generator: this process\n\n", bin, addr, cpu)
-	fmt.Printf("idle RSS: %s\n\n", rss(cmd.Process.Pid))
-	fmt.Println("| pod | rate (req/s) | achieved (req/s) | errors | p50 | p90 | p99 | max | RSS after |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	reviews := map[string][]byte{}
 	for _, pod := range pods {
-		body, err := review(pod)
+		if reviews[pod], err = review(pod); err != nil {
+			return err
+		}
+	}
+
+	patches := map[string]map[string][]byte{} // peer → pod → patch, for the equivalence check
+	var report strings.Builder
+	fmt.Fprintln(&report, "| server | pod | rate (req/s) | achieved (req/s) | errors | p50 | p90 | p99 | max | RSS after |")
+	fmt.Fprintln(&report, "|---|---|---|---|---|---|---|---|---|---|")
+	for _, p := range peers {
+		err := func() error {
+			addr, err := freeAddr()
+			if err != nil {
+				return err
+			}
+			args := p.args(addr, cert, key)
+			if _, err := exec.LookPath("taskset"); err == nil && cpu != "" {
+				args = append([]string{"taskset", "-c", cpu}, args...)
+			}
+			cmd := exec.Command(args[0], args[1:]...)
+			cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+			if err := cmd.Start(); err != nil {
+				return fmt.Errorf("%s: %w", p.name, err)
+			}
+			defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+			base := "https://" + addr
+			if err := waitReady(tlsConfig, base+p.ready); err != nil {
+				return fmt.Errorf("%s: %w", p.name, err)
+			}
+			fmt.Printf("%s: idle RSS %s\n", p.name, rss(cmd.Process.Pid))
+			patches[p.name] = map[string][]byte{}
+			for _, pod := range pods {
+				if patches[p.name][pod], err = onePatch(tlsConfig, base+p.path, reviews[pod]); err != nil {
+					return fmt.Errorf("%s, %s pod: %w", p.name, pod, err)
+				}
+				runs := rates
+				if saturate > 0 {
+					runs = append(append([]int(nil), rates...), saturate)
+				}
+				for _, rate := range runs {
+					m := attack(tlsConfig, base+p.path, reviews[pod], rate, duration)
+					label := strconv.Itoa(rate)
+					if rate == saturate {
+						label += " (saturation)"
+					}
+					fmt.Fprintf(&report, "| %s | %s | %s | %.0f | %d | %s | %s | %s | %s | %s |\n", p.name, pod, label, m.Throughput,
+						m.Requests-uint64(float64(m.Requests)*m.Success+0.5), ms(m.Latencies.P50), ms(m.Latencies.P90), ms(m.Latencies.P99), ms(m.Latencies.Max),
+						rss(cmd.Process.Pid))
+				}
+			}
+			return nil
+		}()
 		if err != nil {
 			return err
 		}
-		runs := rates
-		if saturate > 0 {
-			runs = append(append([]int(nil), rates...), saturate)
-		}
-		for _, rate := range runs {
-			m := attack(tlsConfig, "https://"+addr+"/inject", body, rate, duration)
-			label := strconv.Itoa(rate)
-			if rate == saturate {
-				label += " (saturation)"
+	}
+	if opa != "" {
+		for _, pod := range pods {
+			if err := equivalent(reviews[pod], patches[peers[0].name][pod], patches[peers[1].name][pod]); err != nil {
+				return fmt.Errorf("%s pod: the two servers' patches differ, so their figures do not compare: %w", pod, err)
 			}
-			fmt.Printf("| %s | %s | %.0f | %d | %s | %s | %s | %s | %s |\n", pod, label, m.Throughput,
-				m.Requests-uint64(float64(m.Requests)*m.Success), ms(m.Latencies.P50), ms(m.Latencies.P90), ms(m.Latencies.P99), ms(m.Latencies.Max),
-				rss(cmd.Process.Pid))
+			fmt.Printf("%s pod: both patches give the same pod\n", pod)
 		}
 	}
+	fmt.Println()
+	fmt.Print(report.String())
 	return nil
 }
 
-func waitReady(dir, addr string) (*tls.Config, error) {
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		ca, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
-		if err == nil {
-			pool := x509.NewCertPool()
-			pool.AppendCertsFromPEM(ca)
-			cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-			c := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
-			if resp, err := c.Get("https://" + addr + "/readyz"); err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					return cfg, nil
-				}
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
+// serving makes a CA and a certificate for 127.0.0.1, written to dir, and a client configuration
+// that trusts it.
+func serving(dir string) (*tls.Config, string, string, error) {
+	ca, err := certs.NewAuthority("bench CA", time.Hour)
+	if err != nil {
+		return nil, "", "", err
 	}
-	return nil, errors.New("the server did not become ready")
+	s, err := ca.Issue([]string{"127.0.0.1", "localhost"}, time.Hour)
+	if err != nil {
+		return nil, "", "", err
+	}
+	cert, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if err := os.WriteFile(cert, s.CertPEM, 0o600); err != nil {
+		return nil, "", "", err
+	}
+	if err := os.WriteFile(key, s.KeyPEM, 0o600); err != nil {
+		return nil, "", "", err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, cert, key, nil
 }
 
-// review wraps a benchmark pod in an AdmissionReview; the pod opts in by label, as the server has
-// no cluster to read namespace labels from.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func waitReady(cfg *tls.Config, url string) error {
+	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if resp, err := c.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+	}
+	return errors.New("not ready after 30 s")
+}
+
+// review wraps a benchmark pod in an AdmissionReview; the pod opts in by label, as neither server
+// has a cluster to read namespace labels from.
 func review(name string) ([]byte, error) {
 	raw, err := os.ReadFile(filepath.Join("engine", "injector", "testdata", "bench", name+".json"))
 	if err != nil {
@@ -161,6 +243,69 @@ func review(name string) ([]byte, error) {
 	})
 }
 
+// onePatch posts the review once and returns the JSON patch of the answer.
+func onePatch(cfg *tls.Config, url string, body []byte) ([]byte, error) {
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+	resp, err := c.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Response struct {
+			Allowed bool   `json:"allowed"`
+			Patch   string `json:"patch"`
+		} `json:"response"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || !out.Response.Allowed || out.Response.Patch == "" {
+		return nil, fmt.Errorf("no patch in the answer (HTTP %d, %v)", resp.StatusCode, err)
+	}
+	return base64.StdEncoding.DecodeString(out.Response.Patch)
+}
+
+// equivalent applies both patches to the review's pod and compares the results, leaving out the
+// status annotation, which only rego-injector writes.
+func equivalent(reviewBody, a, b []byte) error {
+	var r struct {
+		Request struct {
+			Object json.RawMessage `json:"object"`
+		} `json:"request"`
+	}
+	if err := json.Unmarshal(reviewBody, &r); err != nil {
+		return err
+	}
+	result := func(patch []byte) (map[string]any, error) {
+		p, err := evanphx.DecodePatch(patch)
+		if err != nil {
+			return nil, err
+		}
+		out, err := p.Apply(r.Request.Object)
+		if err != nil {
+			return nil, err
+		}
+		var pod map[string]any
+		if err := json.Unmarshal(out, &pod); err != nil {
+			return nil, err
+		}
+		delete(pod["metadata"].(map[string]any)["annotations"].(map[string]any), "rego-injector.io/status")
+		return pod, nil
+	}
+	pa, err := result(a)
+	if err != nil {
+		return err
+	}
+	pb, err := result(b)
+	if err != nil {
+		return err
+	}
+	if !reflect.DeepEqual(pa, pb) {
+		ja, _ := json.Marshal(pa)
+		jb, _ := json.Marshal(pb)
+		return fmt.Errorf("\n%s\n%s", ja, jb)
+	}
+	return nil
+}
+
 // attack runs one open-loop run. A response counts as a success when it is HTTP 200 and carries a
 // JSON patch.
 func attack(cfg *tls.Config, url string, body []byte, rate int, d time.Duration) vegeta.Metrics {
@@ -174,7 +319,7 @@ func attack(cfg *tls.Config, url string, body []byte, rate int, d time.Duration)
 	ctx, cancel := context.WithTimeout(context.Background(), d+15*time.Second)
 	defer cancel()
 	for res := range a.Attack(targeter, vegeta.ConstantPacer{Freq: rate, Per: time.Second}, d, "bench") {
-		if res.Code == http.StatusOK && !strings.Contains(string(res.Body), `"patch"`) {
+		if res.Code == http.StatusOK && !bytes.Contains(res.Body, []byte(`"patch"`)) {
 			res.Code, res.Error = 0, "no patch in the response"
 		}
 		m.Add(res)
