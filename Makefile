@@ -71,6 +71,7 @@ load: build bundle ## open-loop load, rego-injector then OPA's server on the sam
 fuzz: ## fuzz the decoders that read network input, $(FUZZTIME) each
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./engine/admission
 	$(GO) test -run '^$$' -fuzz '^FuzzInject$$' -fuzztime $(FUZZTIME) ./engine/injector
+	$(GO) test -run '^$$' -fuzz '^FuzzCreate$$' -fuzztime $(FUZZTIME) ./engine/patch
 
 clean: ## remove build outputs
 	rm -rf bin build

@@ -98,3 +98,68 @@ func TestCreateIsDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCreate: for any two JSON objects, the patch applied by an independent implementation turns
+// the first into the second. The second is also tried sharing the first's lists with items added
+// at either end, as injection does.
+func FuzzCreate(f *testing.F) {
+	f.Add(`{"spec":{"containers":[{"name":"a"}]}}`, `{"spec":{"containers":[{"name":"a"},{"name":"b"}]},"metadata":{"labels":{"x/y":"1"}}}`)
+	f.Add(`{"a":[1,2,3],"b":{"c":null}}`, `{"a":[0,1,2,3,4],"b":{"c":{"d":[]}}}`)
+	f.Add(`{"a":[{"x":1},{"y":2}]}`, `{"a":[{"y":2}]}`)
+	f.Fuzz(func(t *testing.T, before, after string) {
+		var a, b map[string]any
+		if json.Unmarshal([]byte(before), &a) != nil || json.Unmarshal([]byte(after), &b) != nil || a == nil || b == nil {
+			return
+		}
+		check := func(b map[string]any) {
+			p, err := patch.Create(a, b, true)
+			if err != nil {
+				t.Fatalf("create: %v", err)
+			}
+			want, _ := json.Marshal(b)
+			if p == nil {
+				got, _ := json.Marshal(a)
+				if !jsonEqualBytes(got, want) {
+					t.Fatalf("no patch, but %s != %s", got, want)
+				}
+				return
+			}
+			ap, _ := json.Marshal(a)
+			got := applyBytes(t, ap, p)
+			if !jsonEqualBytes(got, want) {
+				t.Fatalf("patch %s\nturns %s\ninto %s\nnot  %s", p, ap, got, want)
+			}
+		}
+		check(b)
+		// Shared lists with items added at both ends, as inject.Writable and Apply leave them.
+		shared := map[string]any{}
+		for k, v := range a {
+			if l, ok := v.([]any); ok {
+				v = append(append([]any{"head"}, l...), "tail")
+			}
+			shared[k] = v
+		}
+		check(shared)
+	})
+}
+
+func applyBytes(t *testing.T, doc, p []byte) []byte {
+	t.Helper()
+	dp, err := evanphx.DecodePatch(p)
+	if err != nil {
+		t.Fatalf("decode %s: %v", p, err)
+	}
+	out, err := dp.Apply(doc)
+	if err != nil {
+		t.Fatalf("apply %s to %s: %v", p, doc, err)
+	}
+	return out
+}
+
+func jsonEqualBytes(a, b []byte) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	return reflect.DeepEqual(x, y)
+}
