@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	admissionv1 "k8s.io/api/admission/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/rego-injector/rego-injector/engine/cluster"
 )
 
@@ -23,23 +20,19 @@ func (rev *revision) selfTest() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ns := cluster.Namespace{Name: "self-test", Labels: map[string]string{"istio-injection": "enabled", "rego-injector.io/inject": "enabled"}, Annotations: map[string]string{}}
-	req := &admissionv1.AdmissionRequest{
-		UID:       "self-test",
-		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-		Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
-		Name:      "self-test",
-		Namespace: ns.Name,
-		Operation: admissionv1.Create,
-	}
 	pod, err := decodeObject(selfTestPod)
 	if err != nil {
 		return err
 	}
-	in, err := input(req, pod, nil, ns, nil, rev.policy.Revision(), "")
+	plain, err := Offline(pod, ns.Name, nil)
 	if err != nil {
 		return err
 	}
-	res, err := rev.mutate(ctx, &evaluation{rev: rev, raw: selfTestPod, pod: pod, namespace: ns, input: in})
+	in, err := input(plain.Request, pod, nil, ns, nil, rev.policy.Revision(), "")
+	if err != nil {
+		return err
+	}
+	res, err := rev.mutate(ctx, &evaluation{rev: rev, raw: plain.Raw, pod: pod, namespace: ns, input: in})
 	if err != nil {
 		return fmt.Errorf("self-test on a plain pod: %w", err)
 	}

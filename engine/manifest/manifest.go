@@ -132,7 +132,7 @@ func (p *Processor) object(ctx context.Context, d Document, obj map[string]any, 
 		return obj, false, nil
 	}
 	kind, _ := obj["kind"].(string)
-	if kind == "List" || strings.HasSuffix(kind, "List") {
+	if strings.HasSuffix(kind, "List") { // List, PodList, DeploymentList, ...
 		items, _ := obj["items"].([]any)
 		changed := false
 		out := make([]any, len(items))

@@ -22,15 +22,7 @@ func decode(t *testing.T, s string) map[string]any {
 
 func apply(t *testing.T, doc, p []byte) map[string]any {
 	t.Helper()
-	dp, err := evanphx.DecodePatch(p)
-	if err != nil {
-		t.Fatalf("decode %s: %v", p, err)
-	}
-	out, err := dp.Apply(doc)
-	if err != nil {
-		t.Fatalf("apply %s: %v", p, err)
-	}
-	return decode(t, string(out))
+	return decode(t, string(applyBytes(t, doc, p)))
 }
 
 func TestCreate(t *testing.T) {

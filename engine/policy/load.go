@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -24,15 +23,6 @@ func skipTests(abspath string, info fs.FileInfo, _ int) bool {
 		return true
 	}
 	return !info.IsDir() && strings.HasSuffix(info.Name(), "_test.rego")
-}
-
-// ReadSource reads an unsigned bundle from a directory or a .tar.gz file named by src.
-func ReadSource(ctx context.Context, src string) (*bundle.Bundle, error) {
-	s, err := ParseSource(src, nil)
-	if err != nil {
-		return nil, err
-	}
-	return s.Read(ctx)
 }
 
 // ReadFS reads a bundle laid out as a directory in fsys (for example one compiled in with go:embed).

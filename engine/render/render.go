@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"text/template"
@@ -182,18 +184,9 @@ func parsePartial(variant string, out []byte) (Partial, error) {
 		}
 		for field := range m {
 			if !fields[field] {
-				return nil, fmt.Errorf("%w: variant %q sets %s.%s; a sidecar template may set only %s", ErrTemplate, variant, key, field, strings.Join(sortedKeys(fields), ", "))
+				return nil, fmt.Errorf("%w: variant %q sets %s.%s; a sidecar template may set only %s", ErrTemplate, variant, key, field, strings.Join(slices.Sorted(maps.Keys(fields)), ", "))
 			}
 		}
 	}
 	return p, nil
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -93,3 +93,35 @@ func TestRenderErrors(t *testing.T) {
 		t.Fatalf("unknown variant: %v", err)
 	}
 }
+
+// TestParsedPartialsAreNotShared: a partial served from the cache is a copy; changing one (as the
+// merge does) leaves the next render as it was, and different output is parsed anew.
+func TestParsedPartialsAreNotShared(t *testing.T) {
+	set, err := render.Parse(map[string]string{"v": "spec:\n  containers:\n  - name: {{ .Pod.Name }}\n    image: proxy\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	image := func(p render.Partial) map[string]any {
+		return p["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)
+	}
+	for i := range 3 { // parsed, then twice from the cache
+		p, err := set.Render("v", data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := image(p)["image"]; got != "proxy" {
+			t.Fatalf("render %d: a change to an earlier rendered partial reached it: image %v", i, got)
+		}
+		image(p)["image"] = "changed"
+	}
+	other := data()
+	other.Pod = other.Pod.DeepCopy()
+	other.Pod.Name = "api"
+	third, err := set.Render("v", other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := third["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)["name"]; got != "api" {
+		t.Fatalf("another pod got a cached partial: name %v", got)
+	}
+}

@@ -2,6 +2,7 @@
 package workload
 
 import (
+	"maps"
 	"strings"
 )
 
@@ -96,7 +97,7 @@ func PodTemplate(obj map[string]any) (t *Template, ok bool) {
 	lent := false
 	if ns, ok := meta["namespace"]; ok {
 		if _, set := podMeta["namespace"]; !set {
-			podMeta = shallowCopy(podMeta)
+			podMeta = maps.Clone(podMeta)
 			podMeta["namespace"] = ns
 			lent = true
 		}
@@ -117,16 +118,16 @@ func (t *Template) Apply(pod map[string]any) map[string]any {
 	if t.path == nil {
 		return pod
 	}
-	out := shallowCopy(t.obj)
+	out := maps.Clone(t.obj)
 	cur := out
 	for _, key := range t.path {
-		next := shallowCopy(cur[key].(map[string]any))
+		next := maps.Clone(cur[key].(map[string]any))
 		cur[key] = next
 		cur = next
 	}
 	if meta, ok := pod["metadata"].(map[string]any); ok {
 		if t.lentNamespace {
-			meta = shallowCopy(meta)
+			meta = maps.Clone(meta)
 			delete(meta, "namespace")
 		}
 		if len(meta) > 0 || cur["metadata"] != nil {
@@ -135,14 +136,6 @@ func (t *Template) Apply(pod map[string]any) map[string]any {
 	}
 	if spec, ok := pod["spec"]; ok {
 		cur["spec"] = spec
-	}
-	return out
-}
-
-func shallowCopy(m map[string]any) map[string]any {
-	out := make(map[string]any, len(m)+1)
-	for k, v := range m {
-		out[k] = v
 	}
 	return out
 }
