@@ -225,5 +225,5 @@ func normalized(pod map[string]any, revision, as string) []byte {
 
 // verdictResult is how a validation verdict appears in the decision log.
 func verdictResult(v policy.Verdict) map[string]any {
-	return map[string]any{"deny": nonNil(v.Deny), "warn": nonNil(v.Warn)}
+	return map[string]any{"deny": nonNil(v.Deny), "warn": nonNil(v.Warn), "dryrun": nonNil(v.DryRun)}
 }

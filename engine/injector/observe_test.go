@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/bundle"
 	dto "github.com/prometheus/client_model/go"
 	admissionv1 "k8s.io/api/admission/v1"
 
@@ -217,4 +219,68 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestPolicyDeniesAndDryRuns: a mutating decision with deny refuses the pod; a validating verdict
+// with only dryrun violations admits it silently and counts them by rule and mode.
+func TestPolicyDeniesAndDryRuns(t *testing.T) {
+	b, err := regoinjector.DefaultBundle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	replaceModule(t, b, "injector.mutate", `package injector.mutate
+
+decision := {"inject": false, "code": "override_refused", "reasons": ["r"], "deny": ["image not allowed"], "warnings": ["w"],
+	"refused_overrides": [{"annotation": "sidecar.istio.io/proxyImage", "value": "evil/proxy", "reason": "image not allowed"}]}
+`)
+	replaceModule(t, b, "injector.validate", `package injector.validate
+
+violations contains {"rule": "labels", "mode": "dryrun", "message": "pod has no labels"} if not input.object.metadata.labels
+
+dryrun contains v.message if some v in violations
+
+deny := set()
+
+warn := set()
+`)
+	p, err := policy.Compile(t.Context(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.New()
+	inj := injector.New(cluster.Static{}, injector.WithMetrics(m))
+	if err := inj.Activate(p); err != nil {
+		t.Fatal(err)
+	}
+	raw := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web"},"spec":{"containers":[{"name":"app","image":"nginx"}]}}`)
+	resp := inj.Mutating().Handle(t.Context(), review(t, raw))
+	if resp.Allowed || resp.Patch != nil || resp.Result == nil || resp.Result.Code != 403 || resp.Result.Message != "image not allowed" || len(resp.Warnings) != 1 {
+		t.Fatalf("mutating response %+v, want a 403 denial with the policy's message and warning", resp)
+	}
+	if got := labelledValue(t, m, "rego_injector_admissions_total", "reason", "override_refused"); got != 1 {
+		t.Errorf("admissions_total{reason=override_refused} = %v, want 1", got)
+	}
+	resp = inj.Validating().Handle(t.Context(), review(t, raw))
+	if !resp.Allowed || len(resp.Warnings) != 0 {
+		t.Fatalf("validating response %+v, want allowed without warnings", resp)
+	}
+	if got := labelledValue(t, m, "rego_injector_policy_violations_total", "mode", "dryrun"); got != 1 {
+		t.Errorf("policy_violations_total{mode=dryrun} = %v, want 1", got)
+	}
+}
+
+// replaceModule swaps the non-test module of package pkg in b for src.
+func replaceModule(t *testing.T, b *bundle.Bundle, pkg, src string) {
+	t.Helper()
+	parsed, err := ast.ParseModuleWithOpts("replaced.rego", src, ast.ParserOptions{RegoVersion: ast.RegoV1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, mod := range b.Modules {
+		if strings.TrimPrefix(mod.Parsed.Package.Path.String(), "data.") == pkg {
+			b.Modules[i].Raw, b.Modules[i].Parsed = []byte(src), parsed
+			return
+		}
+	}
+	t.Fatalf("the bundle has no package %s", pkg)
 }

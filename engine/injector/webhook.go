@@ -55,6 +55,11 @@ func (i *Injector) mutate(ctx context.Context, req *admission.Request) *admissio
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	d := res.Decision
+	if len(d.Deny) > 0 {
+		i.metrics.Admission("inject", metrics.ResultDenied, "", d.Code, took)
+		log.Info("admission", "decision", "deny", "revision", res.Revision, "deny", d.Deny, "duration_ms", ms(took))
+		return admission.Denied(strings.Join(d.Deny, "; "), d.Warnings...)
+	}
 	if res.Patch == nil {
 		i.metrics.Admission("inject", metrics.ResultSkipped, d.Variant, skipReason(d, res.Current != nil), took)
 		log.Info("admission", "decision", "skip", "revision", res.Revision, "reasons", d.Reasons, "duration_ms", ms(took))
@@ -87,6 +92,12 @@ func (i *Injector) validate(ctx context.Context, req *admission.Request) *admiss
 		i.metrics.Admission("validate", metrics.ResultError, "", "", took)
 		log.Error("admission failed", "revision", rev, "err", err, "duration_ms", ms(took))
 		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	for _, violation := range v.Violations {
+		i.metrics.Violation(violation.Rule, violation.Mode)
+	}
+	if len(v.DryRun) > 0 {
+		log.Info("dry-run violations", "revision", rev, "dryrun", v.DryRun)
 	}
 	if len(v.Deny) > 0 {
 		i.metrics.Admission("validate", metrics.ResultDenied, "", "", took)

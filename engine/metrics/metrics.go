@@ -21,6 +21,7 @@ type Metrics struct {
 	activationTime *prometheus.HistogramVec
 	lastActivation *prometheus.GaugeVec
 	shadowDiffs    *prometheus.CounterVec
+	violations     *prometheus.CounterVec
 }
 
 // Result labels of the admissions counter.
@@ -76,7 +77,12 @@ func New() *Metrics {
 		Name:      "shadow_differences_total",
 		Help:      "Admissions where the shadow bundle decided otherwise than the live one, by what differed (inject, variant, patch, error), and comparisons skipped because the shadow was busy (skipped).",
 	}, []string{"kind"})
-	m.Registry.MustRegister(m.admissions, m.duration, m.revision, m.activations, m.activationTime, m.lastActivation, m.shadowDiffs,
+	m.violations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "rego_injector",
+		Name:      "policy_violations_total",
+		Help:      "Violations the validating policy reported, by rule and enforcement mode (deny, warn, dryrun).",
+	}, []string{"rule", "mode"})
+	m.Registry.MustRegister(m.admissions, m.duration, m.revision, m.activations, m.activationTime, m.lastActivation, m.shadowDiffs, m.violations,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -120,4 +126,12 @@ func (m *Metrics) ShadowDifference(kind string) {
 		return
 	}
 	m.shadowDiffs.WithLabelValues(kind).Inc()
+}
+
+// Violation counts one violation of rule, enforced in mode.
+func (m *Metrics) Violation(rule, mode string) {
+	if m == nil {
+		return
+	}
+	m.violations.WithLabelValues(rule, mode).Inc()
 }

@@ -19,6 +19,17 @@ type Decision struct {
 	Reasons []string `json:"reasons"`
 	// Warnings are returned to the client whatever the decision.
 	Warnings []string `json:"warnings,omitempty"`
+	// Deny, when not empty, refuses the pod with these messages; Inject is then false. Optional.
+	Deny []string `json:"deny,omitempty"`
+	// RefusedOverrides lists what the pod asked for and policy refused, ignored or denied. Optional.
+	RefusedOverrides []RefusedOverride `json:"refused_overrides,omitempty"`
+}
+
+// RefusedOverride is one pod annotation policy would not honour.
+type RefusedOverride struct {
+	Annotation string `json:"annotation"`
+	Value      string `json:"value"`
+	Reason     string `json:"reason"`
 }
 
 // Verdict is what the validating policy says of one object.
@@ -27,6 +38,17 @@ type Verdict struct {
 	Deny []string `json:"deny,omitempty"`
 	// Warn holds messages returned to the client as warnings.
 	Warn []string `json:"warn,omitempty"`
+	// DryRun holds violations of rules in dryrun mode: recorded, never shown to the client.
+	DryRun []string `json:"dryrun,omitempty"`
+	// Violations names the rule and mode of every message above, for metrics. Optional.
+	Violations []Violation `json:"violations,omitempty"`
+}
+
+// Violation is one rule the object breaks and the enforcement mode it runs in.
+type Violation struct {
+	Rule    string `json:"rule"`
+	Mode    string `json:"mode"`
+	Message string `json:"message"`
 }
 
 func parseDecision(v any) (Decision, error) {
@@ -71,6 +93,15 @@ func parseDecision(v any) (Decision, error) {
 		}
 		d.Values = m
 	}
+	if d.Deny, err = stringList(obj, "deny", MutateQuery); err != nil {
+		return d, err
+	}
+	if d.Inject && len(d.Deny) > 0 {
+		return d, fmt.Errorf("%s.deny: %w: a decision cannot both inject and deny", MutateQuery, ErrMalformed)
+	}
+	if d.RefusedOverrides, err = refusedOverrides(obj); err != nil {
+		return d, err
+	}
 	if d.Inject && d.Variant == "" {
 		return d, fmt.Errorf("%s.variant: %w: inject is true but no variant is named", MutateQuery, ErrMalformed)
 	}
@@ -93,7 +124,74 @@ func parseVerdict(v any) (Verdict, error) {
 	if vd.Warn, err = stringList(obj, "warn", ValidateQuery); err != nil {
 		return vd, err
 	}
-	return vd, nil
+	if vd.DryRun, err = stringList(obj, "dryrun", ValidateQuery); err != nil {
+		return vd, err
+	}
+	raw, err := objectList(obj, "violations", ValidateQuery)
+	for i, item := range raw {
+		var v Violation
+		if v.Rule, err = stringField(item, "rule", fmt.Sprintf("%s.violations[%d]", ValidateQuery, i)); err != nil {
+			return vd, err
+		}
+		if v.Mode, err = stringField(item, "mode", fmt.Sprintf("%s.violations[%d]", ValidateQuery, i)); err != nil {
+			return vd, err
+		}
+		if v.Message, err = stringField(item, "message", fmt.Sprintf("%s.violations[%d]", ValidateQuery, i)); err != nil {
+			return vd, err
+		}
+		vd.Violations = append(vd.Violations, v)
+	}
+	return vd, err
+}
+
+func refusedOverrides(obj map[string]any) ([]RefusedOverride, error) {
+	raw, err := objectList(obj, "refused_overrides", MutateQuery)
+	var out []RefusedOverride
+	for i, item := range raw {
+		where := fmt.Sprintf("%s.refused_overrides[%d]", MutateQuery, i)
+		var r RefusedOverride
+		if r.Annotation, err = stringField(item, "annotation", where); err != nil {
+			return nil, err
+		}
+		if r.Value, err = stringField(item, "value", where); err != nil {
+			return nil, err
+		}
+		if r.Reason, err = stringField(item, "reason", where); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, err
+}
+
+// objectList reads obj[key] as a list of objects; absent is empty.
+func objectList(obj map[string]any, key, query string) ([]map[string]any, error) {
+	raw, present := obj[key]
+	if !present {
+		return nil, nil
+	}
+	list, ok := raw.([]any)
+	if !ok {
+		return nil, fmt.Errorf("%s.%s: %w: want a list of objects, got %s", query, key, ErrMalformed, typeName(raw))
+	}
+	out := make([]map[string]any, 0, len(list))
+	for i, item := range list {
+		m, ok := item.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("%s.%s[%d]: %w: want an object, got %s", query, key, i, ErrMalformed, typeName(item))
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// stringField reads obj[key] as a string that must be present.
+func stringField(obj map[string]any, key, where string) (string, error) {
+	s, ok := obj[key].(string)
+	if !ok {
+		return "", fmt.Errorf("%s.%s: %w: want a string, got %s", where, key, ErrMalformed, typeName(obj[key]))
+	}
+	return s, nil
 }
 
 // stringList reads obj[key] as a list of strings; absent is empty. Rego sets arrive as arrays.

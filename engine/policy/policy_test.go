@@ -59,6 +59,12 @@ func TestDecisionShapes(t *testing.T) {
 		"variant missing":      {`decision := {"inject": true, "reasons": ["r"]}`, policy.ErrMalformed, "no variant"},
 		"variant not a string": {`decision := {"inject": true, "variant": 3, "reasons": ["r"]}`, policy.ErrMalformed, ".variant"},
 		"values not an object": {`decision := {"inject": true, "variant": "sidecar", "values": [], "reasons": ["r"]}`, policy.ErrMalformed, ".values"},
+		"deny":                 {`decision := {"inject": false, "code": "override_refused", "reasons": ["r"], "deny": ["no"], "refused_overrides": [{"annotation": "a", "value": "v", "reason": "not yours"}]}`, nil, ""},
+		"inject and deny":      {`decision := {"inject": true, "variant": "sidecar", "reasons": ["r"], "deny": ["no"]}`, policy.ErrMalformed, "both inject and deny"},
+		"deny not strings":     {`decision := {"inject": false, "reasons": ["r"], "deny": [{}]}`, policy.ErrMalformed, ".deny[0]"},
+		"refusal not a list":   {`decision := {"inject": false, "reasons": ["r"], "refused_overrides": {}}`, policy.ErrMalformed, "want a list of objects"},
+		"refusal not object":   {`decision := {"inject": false, "reasons": ["r"], "refused_overrides": ["a"]}`, policy.ErrMalformed, "refused_overrides[0]"},
+		"refusal no reason":    {`decision := {"inject": false, "reasons": ["r"], "refused_overrides": [{"annotation": "a", "value": "v"}]}`, policy.ErrMalformed, "refused_overrides[0].reason"},
 		"conflict":             {"decision := {\"inject\": false, \"reasons\": [\"a\"]} if input.object\n\ndecision := {\"inject\": false, \"reasons\": [\"b\"]} if input.object.metadata", nil, "conflict"},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -107,6 +113,43 @@ func TestValidateAndVariants(t *testing.T) {
 	}
 	if p.Revision() != "test-1" {
 		t.Errorf("revision %q", p.Revision())
+	}
+}
+
+func TestVerdictShapes(t *testing.T) {
+	for name, tc := range map[string]struct {
+		rules string
+		want  string // error text; "" wants a verdict
+	}{
+		"modes":                   {"deny := {\"a\"}\n\nwarn := {\"b\"}\n\ndryrun := {\"c\"}\n\nviolations := {{\"rule\": \"r\", \"mode\": \"dryrun\", \"message\": \"c\"}}\n", ""},
+		"dryrun not strings":      {"dryrun := [1]\n", "dryrun[0]"},
+		"violation without mode":  {"violations := [{\"rule\": \"r\", \"message\": \"m\"}]\n", "violations[0].mode"},
+		"violations not a list":   {"violations := \"r\"\n", "want a list of objects"},
+		"violation not an object": {"violations := [\"r\"]\n", "violations[0]: decision is malformed"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			b := bundleOf(t, `decision := {"inject": false, "reasons": ["r"]}`)
+			for i, m := range b.Modules {
+				if m.Path == "validate.rego" {
+					src := "package injector.validate\n\n" + tc.rules
+					b.Modules[i].Raw, b.Modules[i].Parsed = []byte(src), ast.MustParseModuleWithOpts(src, ast.ParserOptions{RegoVersion: ast.RegoV1})
+				}
+			}
+			p, err := policy.Compile(t.Context(), b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := p.Validate(t.Context(), ast.MustParseTerm(`{}`).Value)
+			if tc.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, policy.ErrMalformed) {
+					t.Fatalf("error %v, want a malformed verdict naming %q", err, tc.want)
+				}
+				return
+			}
+			if err != nil || fmt.Sprint(v.Deny, v.Warn, v.DryRun) != "[a] [b] [c]" || len(v.Violations) != 1 || v.Violations[0].Mode != "dryrun" {
+				t.Fatalf("verdict %+v, %v", v, err)
+			}
+		})
 	}
 }
 
