@@ -31,6 +31,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.Var(&shadow, "shadow-bundle", "a candidate bundle (directory, .tar.gz or URL; repeatable) evaluated beside the live one on every admission; its answer is only compared, logged and counted, never applied")
 	shutdownDelay := fs.Duration("shutdown-delay", 0, "on SIGTERM, keep answering with /readyz failing for this long before closing (in a cluster, a few seconds: time for the endpoints to drop the replica)")
 	evalTimeout := fs.Duration("admission-timeout", 4*time.Second, "deadline for answering one admission (policy evaluation included); keep it below the webhooks' timeoutSeconds")
+	memoSize := fs.Int("memo-size", 256, "answers to distinct pods remembered per bundle revision, reused when the same pod comes again (replicas of one workload); 0 turns it off")
 	decisionLog := fs.String("decision-log", "", "write one JSON line per admission decision to stdout, stderr or this file (absent: no decision log)")
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig for namespace labels (absent: in-cluster config when running in a pod, else no cluster)")
 	ownNamespace := fs.String("injector-namespace", os.Getenv("POD_NAMESPACE"), "the injector's own namespace, never injected (default $POD_NAMESPACE)")
@@ -73,7 +74,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 
 	m := metrics.New()
-	opts := []injector.Option{injector.WithLogger(log), injector.WithMetrics(m), injector.WithOwnNamespace(*ownNamespace), injector.WithTimeout(*evalTimeout)}
+	opts := []injector.Option{injector.WithLogger(log), injector.WithMetrics(m), injector.WithOwnNamespace(*ownNamespace), injector.WithTimeout(*evalTimeout), injector.WithMemo(*memoSize)}
 	var shadowStatus func() reload.Status
 	if len(shadow) > 0 {
 		sh := injector.New(namespaces, injector.WithLogger(log), injector.WithOwnNamespace(*ownNamespace))

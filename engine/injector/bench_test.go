@@ -23,7 +23,7 @@ import (
 // volumes, ~4 KB) and large (20 containers, 1,000 env vars).
 var benchPods = []string{"small", "typical", "large"}
 
-func benchInjector(b *testing.B) *Injector {
+func benchInjector(b *testing.B, opts ...Option) *Injector {
 	b.Helper()
 	bd, err := regoinjector.DefaultBundle()
 	if err != nil {
@@ -33,7 +33,7 @@ func benchInjector(b *testing.B) *Injector {
 	if err != nil {
 		b.Fatal(err)
 	}
-	inj := New(cluster.Static{Labels: map[string]string{"istio-injection": "enabled"}})
+	inj := New(cluster.Static{Labels: map[string]string{"istio-injection": "enabled"}}, opts...)
 	if err := inj.Activate(p); err != nil {
 		b.Fatal(err)
 	}
@@ -156,9 +156,11 @@ func BenchmarkStages(b *testing.B) {
 	}
 }
 
-// BenchmarkHandlers measures the full mutate and validate handlers, review in, response out.
+// BenchmarkHandlers measures the full mutate and validate handlers, review in, response out: every
+// admission evaluated, and, as mutate-memo, the same pod coming again (each replica of a workload).
 func BenchmarkHandlers(b *testing.B) {
 	inj := benchInjector(b)
+	memoised := benchInjector(b, WithMemo(256))
 	ctx := context.Background()
 	for _, name := range benchPods {
 		req := benchRequest(b, name)
@@ -166,6 +168,14 @@ func BenchmarkHandlers(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				if resp := inj.Mutating().Handle(ctx, req); resp.Patch == nil {
+					b.Fatalf("no patch: %+v", resp.Result)
+				}
+			}
+		})
+		b.Run("mutate-memo/"+name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if resp := memoised.Mutating().Handle(ctx, req); resp.Patch == nil {
 					b.Fatalf("no patch: %+v", resp.Result)
 				}
 			}

@@ -31,6 +31,8 @@ var ErrNotActive = errors.New("no bundle revision is active")
 type revision struct {
 	policy    *policy.Policy
 	templates *render.Set
+	// memo is nil unless WithMemo asked for one and the policy is pure.
+	memo *memo
 }
 
 // Injector answers for pods with the active bundle revision. It is safe for concurrent use.
@@ -44,6 +46,7 @@ type Injector struct {
 	decisions    *decisionLog
 	shadow       *Injector
 	shadowSlots  chan struct{}
+	memoSize     int
 }
 
 // Option configures an Injector.
@@ -81,6 +84,9 @@ func (i *Injector) Activate(p *policy.Policy) error {
 	rev := &revision{policy: p, templates: set}
 	if err := rev.selfTest(); err != nil {
 		return fmt.Errorf("activate revision %q: %w", p.Revision(), err)
+	}
+	if p.Pure() {
+		rev.memo = newMemo(i.memoSize)
 	}
 	i.active.Store(rev)
 	i.log.Debug("templates parsed and self-tested", "revision", p.Revision(), "variants", p.Variants())
@@ -214,10 +220,37 @@ type evaluation struct {
 // evaluation decodes the pod, finds its namespace and owner and builds the policy input against the
 // active revision, which the caller must use for the rest of the request.
 func (i *Injector) evaluation(ctx context.Context, in Pod) (*evaluation, error) {
-	e := &evaluation{rev: i.active.Load(), raw: in.Raw}
-	if e.rev == nil {
+	rev := i.active.Load()
+	if rev == nil {
 		return nil, ErrNotActive
 	}
+	name := in.Request.Namespace
+	if name == "" {
+		name = namespaceOf(in.Raw)
+	}
+	ns, err := i.namespaces.Namespace(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("look up the pod's namespace: %w", err)
+	}
+	return i.evaluationIn(rev, in, ns)
+}
+
+// namespaceOf reads the namespace a pod names for itself, "default" when it names none.
+func namespaceOf(raw []byte) string {
+	var pod struct {
+		Metadata struct {
+			Namespace string `json:"namespace"`
+		} `json:"metadata"`
+	}
+	if json.Unmarshal(raw, &pod) == nil && pod.Metadata.Namespace != "" {
+		return pod.Metadata.Namespace
+	}
+	return "default"
+}
+
+// evaluationIn is evaluation against revision rev, with the pod's namespace already looked up.
+func (i *Injector) evaluationIn(rev *revision, in Pod, ns cluster.Namespace) (*evaluation, error) {
+	e := &evaluation{rev: rev, raw: in.Raw, namespace: ns}
 	var err error
 	if e.pod, err = decodeObject(in.Raw); err != nil {
 		return nil, err
@@ -227,17 +260,6 @@ func (i *Injector) evaluation(ctx context.Context, in Pod) (*evaluation, error) 
 		if oldPod, err = decodeObject(in.Request.OldObject.Raw); err != nil {
 			return nil, fmt.Errorf("oldObject: %w", err)
 		}
-	}
-	name := in.Request.Namespace
-	if name == "" {
-		meta, _ := e.pod["metadata"].(map[string]any)
-		name, _ = meta["namespace"].(string)
-	}
-	if name == "" {
-		name = "default"
-	}
-	if e.namespace, err = i.namespaces.Namespace(ctx, name); err != nil {
-		return nil, fmt.Errorf("look up the pod's namespace: %w", err)
 	}
 	e.owner = in.Owner
 	if e.owner == nil {

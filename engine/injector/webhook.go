@@ -44,11 +44,10 @@ func (i *Injector) mutate(ctx context.Context, req *admission.Request) *admissio
 		i.metrics.Admission("inject", metrics.ResultIgnored, "", "", time.Since(start))
 		return admission.Allowed()
 	}
-	in := Pod{Raw: req.Object.Raw, Request: req}
-	res, err := i.Inject(ctx, in)
+	res, err := i.injectMemoised(ctx, req)
 	took := time.Since(start)
 	i.logDecision("injector/mutate/decision", req, res.Revision, res.Decision, err, took)
-	i.compareShadow(in, res, err)
+	i.compareShadow(Pod{Raw: req.Object.Raw, Request: req}, res, err)
 	if err != nil {
 		i.metrics.Admission("inject", metrics.ResultError, "", "", took)
 		log.Error("admission failed", "revision", res.Revision, "err", err, "duration_ms", ms(took))

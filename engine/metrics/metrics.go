@@ -22,6 +22,7 @@ type Metrics struct {
 	lastActivation *prometheus.GaugeVec
 	shadowDiffs    *prometheus.CounterVec
 	violations     *prometheus.CounterVec
+	memo           *prometheus.CounterVec
 }
 
 // Result labels of the admissions counter.
@@ -82,7 +83,12 @@ func New() *Metrics {
 		Name:      "policy_violations_total",
 		Help:      "Violations the validating policy reported, by rule and enforcement mode (deny, warn, dryrun).",
 	}, []string{"rule", "mode"})
-	m.Registry.MustRegister(m.admissions, m.duration, m.revision, m.activations, m.activationTime, m.lastActivation, m.shadowDiffs, m.violations,
+	m.memo = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "rego_injector",
+		Name:      "memo_lookups_total",
+		Help:      "Mutating admissions looked up in the memo of earlier answers, by result (hit, miss).",
+	}, []string{"result"})
+	m.Registry.MustRegister(m.memo, m.admissions, m.duration, m.revision, m.activations, m.activationTime, m.lastActivation, m.shadowDiffs, m.violations,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -134,4 +140,12 @@ func (m *Metrics) Violation(rule, mode string) {
 		return
 	}
 	m.violations.WithLabelValues(rule, mode).Inc()
+}
+
+// Memo counts one lookup in the memo of earlier answers.
+func (m *Metrics) Memo(hit bool) {
+	if m == nil {
+		return
+	}
+	m.memo.WithLabelValues(map[bool]string{true: "hit", false: "miss"}[hit]).Inc()
 }

@@ -35,6 +35,7 @@ type Policy struct {
 	mutate    rego.PreparedEvalQuery
 	validate  rego.PreparedEvalQuery
 	templates map[string]string
+	pure      bool
 }
 
 // Compile compiles bundles into a Policy, preparing every query once. Bundles must not overlap in
@@ -60,7 +61,7 @@ func Compile(ctx context.Context, bundles ...*bundle.Bundle) (*Policy, error) {
 		}
 		return pq, nil
 	}
-	p := &Policy{revision: strings.Join(revisions, "+")}
+	p := &Policy{revision: strings.Join(revisions, "+"), pure: pure(bundles)}
 	var err error
 	if p.mutate, err = prepare(MutateQuery); err != nil {
 		return nil, err
@@ -76,6 +77,54 @@ func Compile(ctx context.Context, bundles ...*bundle.Bundle) (*Policy, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// Pure reports whether the bundles' answers depend on nothing but their data and the input less
+// input.request.uid: no module calls a non-deterministic built-in (time.now_ns, http.send,
+// rand.intn, ...) or reads the request's uid, directly or through the whole of input.request.
+// Two admissions of the same pod then get the same answer, and the engine may reuse it.
+func (p *Policy) Pure() bool { return p.pure }
+
+func pure(bundles []*bundle.Bundle) bool {
+	ok := true
+	for _, b := range bundles {
+		for _, m := range b.Modules {
+			if m.Parsed == nil {
+				return false
+			}
+			ast.WalkRefs(m.Parsed, func(ref ast.Ref) bool {
+				if f, found := ast.BuiltinMap[ref.String()]; found && f.Nondeterministic {
+					ok = false
+				}
+				if readsRequestUID(ref) {
+					ok = false
+				}
+				return !ok
+			})
+		}
+	}
+	return ok
+}
+
+// readsRequestUID reports whether ref may read input.request.uid: it is input, input.request, or
+// goes through either with a key that is not a constant, or is input.request.uid itself.
+func readsRequestUID(ref ast.Ref) bool {
+	if !ref[0].Equal(ast.InputRootDocument) {
+		return false
+	}
+	for i, want := range []string{"request", "uid"} {
+		if len(ref) <= i+1 {
+			return true
+		}
+		key, isString := ref[i+1].Value.(ast.String)
+		if !isString {
+			return true
+		}
+		if string(key) != want {
+			return false
+		}
+	}
+	return true
 }
 
 func readTemplates(ctx context.Context, pq rego.PreparedEvalQuery) (map[string]string, error) {

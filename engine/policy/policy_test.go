@@ -183,3 +183,25 @@ decision := {"inject": true, "variant": "sidecar", "reasons": [sprintf("namespac
 	fmt.Println(d.Inject, d.Variant, d.Reasons, p.Revision())
 	// Output: true sidecar [namespace team-a is enabled] example-1
 }
+
+func TestPure(t *testing.T) {
+	for rule, want := range map[string]bool{
+		`decision := {"inject": false, "reasons": [input.request.operation]}`:                         true,
+		`decision := {"inject": false, "reasons": [input.object.metadata.uid]}`:                       true,
+		`decision := {"inject": false, "reasons": [input.request.uid]}`:                               false,
+		`decision := {"inject": false, "reasons": [json.marshal(input.request)]}`:                     false,
+		`decision := {"inject": false, "reasons": [json.marshal(input)]}`:                             false,
+		"decision := {\"inject\": false, \"reasons\": [k]} if some k, _ in input.request":             false,
+		`decision := {"inject": false, "reasons": [sprintf("%d", [time.now_ns()])]}`:                  false,
+		`decision := {"inject": false, "reasons": [sprintf("%d", [rand.intn("x", 9)])]}`:              false,
+		"decision := {\"inject\": false, \"reasons\": [\"r\"]} if { k := \"uid\"; input.request[k] }": false,
+	} {
+		p, err := policy.Compile(t.Context(), bundleOf(t, rule))
+		if err != nil {
+			t.Fatalf("%s: %v", rule, err)
+		}
+		if p.Pure() != want {
+			t.Errorf("%s: Pure() = %v, want %v", rule, p.Pure(), want)
+		}
+	}
+}

@@ -1,0 +1,131 @@
+package injector
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"hash"
+	"maps"
+	"slices"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/rego-injector/rego-injector/engine/admission"
+	"github.com/rego-injector/rego-injector/engine/cluster"
+)
+
+// WithMemo keeps the answers to the last size distinct admissions of each bundle revision and
+// reuses them for a pod that comes again: the replicas of one workload reach the webhook as the same
+// pod, byte for byte, so a rollout of 50 replicas evaluates policy once. The key is everything the
+// answer depends on (the pod and old pod as sent, the request less its uid, the namespace's labels
+// and annotations), hashed with SHA-256. Revisions whose policy is not Pure, and injectors with a
+// shadow bundle (which compares whole pods), never reuse answers. Zero turns memoising off.
+func WithMemo(size int) Option { return func(i *Injector) { i.memoSize = size } }
+
+// memo remembers answers of one revision. Only what the webhook answers with is kept: the decision,
+// the patch and whether the pod was already current; never the injected pod.
+type memo struct {
+	answers *lru.Cache[[sha256.Size]byte, Result]
+}
+
+// maxMemoPatch is the largest patch a memo keeps; the answers for larger pods are recomputed.
+const maxMemoPatch = 256 << 10
+
+func newMemo(size int) *memo {
+	if size <= 0 {
+		return nil
+	}
+	c, err := lru.New[[sha256.Size]byte, Result](size)
+	if err != nil {
+		return nil
+	}
+	return &memo{answers: c}
+}
+
+// injectMemoised is Inject for the webhook: it answers from the active revision's memo when the
+// same admission was answered before, and remembers the answer otherwise.
+func (i *Injector) injectMemoised(ctx context.Context, req *admission.Request) (Result, error) {
+	in := Pod{Raw: req.Object.Raw, Request: req}
+	rev := i.active.Load()
+	if rev == nil || rev.memo == nil || i.shadow != nil || req.Namespace == "" {
+		return i.Inject(ctx, in)
+	}
+	ns, err := i.namespaces.Namespace(ctx, req.Namespace)
+	if err != nil {
+		return Result{}, fmt.Errorf("look up the pod's namespace: %w", err)
+	}
+	key := memoKey(req, ns)
+	if res, ok := rev.memo.answers.Get(key); ok {
+		i.metrics.Memo(true)
+		return res, nil
+	}
+	i.metrics.Memo(false)
+	e, err := i.evaluationIn(rev, in, ns)
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := rev.mutate(ctx, e)
+	if err == nil && len(res.Patch) <= maxMemoPatch {
+		kept := res
+		kept.Pod = nil
+		rev.memo.answers.Add(key, kept)
+	}
+	return res, err
+}
+
+// memoKey hashes everything a pure revision's answer depends on, each field length-prefixed so that
+// no two different admissions write the same bytes.
+func memoKey(req *admission.Request, ns cluster.Namespace) [sha256.Size]byte {
+	h := sha256.New()
+	put := func(s string) {
+		writeLen(h, len(s))
+		h.Write([]byte(s))
+	}
+	putBytes := func(b []byte) {
+		writeLen(h, len(b))
+		h.Write(b)
+	}
+	putMap := func(m map[string]string) {
+		writeLen(h, len(m))
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			put(k)
+			put(m[k])
+		}
+	}
+	putBytes(req.Object.Raw)
+	putBytes(req.OldObject.Raw)
+	for _, s := range []string{
+		req.Kind.Group, req.Kind.Version, req.Kind.Kind,
+		req.Resource.Group, req.Resource.Version, req.Resource.Resource,
+		req.SubResource, req.Name, req.Namespace, string(req.Operation),
+		req.UserInfo.Username, req.UserInfo.UID,
+	} {
+		put(s)
+	}
+	writeLen(h, len(req.UserInfo.Groups))
+	for _, g := range req.UserInfo.Groups {
+		put(g)
+	}
+	writeLen(h, len(req.UserInfo.Extra))
+	for _, k := range slices.Sorted(maps.Keys(req.UserInfo.Extra)) {
+		put(k)
+		writeLen(h, len(req.UserInfo.Extra[k]))
+		for _, v := range req.UserInfo.Extra[k] {
+			put(v)
+		}
+	}
+	dryRun := req.DryRun != nil && *req.DryRun
+	put(map[bool]string{true: "dry-run", false: ""}[dryRun])
+	put(ns.Name)
+	putMap(ns.Labels)
+	putMap(ns.Annotations)
+	var key [sha256.Size]byte
+	h.Sum(key[:0])
+	return key
+}
+
+func writeLen(h hash.Hash, n int) {
+	var b [binary.MaxVarintLen64]byte
+	h.Write(b[:binary.PutUvarint(b[:], uint64(n))])
+}

@@ -1,0 +1,102 @@
+package injector_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	regoinjector "github.com/rego-injector/rego-injector"
+	"github.com/rego-injector/rego-injector/engine/cluster"
+	"github.com/rego-injector/rego-injector/engine/injector"
+	"github.com/rego-injector/rego-injector/engine/metrics"
+	"github.com/rego-injector/rego-injector/engine/policy"
+)
+
+// switchable answers with whatever labels the test sets last.
+type switchable struct{ labels map[string]string }
+
+func (s *switchable) Namespace(_ context.Context, name string) (cluster.Namespace, error) {
+	return cluster.Namespace{Name: name, Labels: s.labels}, nil
+}
+
+func (*switchable) Synced() bool { return true }
+
+// TestMemo: the same pod admitted again (another replica: another request uid) gets the same answer
+// from the memo; a change of the namespace's labels, of the pod or of the revision is a new answer.
+func TestMemo(t *testing.T) {
+	ns := &switchable{labels: map[string]string{"istio-injection": "enabled"}}
+	m := metrics.New()
+	inj := injector.New(ns, injector.WithMemo(16), injector.WithMetrics(m))
+	if err := inj.Activate(compileDefault(t, "")); err != nil {
+		t.Fatal(err)
+	}
+	raw := yamlToJSON(t, "testdata/golden/enabled-namespace/pod.yaml")
+	first := inj.Mutating().Handle(t.Context(), review(t, raw))
+	if first.Patch == nil {
+		t.Fatalf("not injected: %+v", first.Result)
+	}
+	again := review(t, raw)
+	again.UID = "another-replica"
+	if second := inj.Mutating().Handle(t.Context(), again); !bytes.Equal(second.Patch, first.Patch) {
+		t.Fatalf("the same pod got another patch:\n%s\n%s", first.Patch, second.Patch)
+	}
+	if hits := labelledValue(t, m, "rego_injector_memo_lookups_total", "result", "hit"); hits != 1 {
+		t.Fatalf("memo hits %v, want 1", hits)
+	}
+
+	ns.labels = map[string]string{"istio-injection": "disabled"}
+	if resp := inj.Mutating().Handle(t.Context(), review(t, raw)); resp.Patch != nil {
+		t.Fatal("a pod was injected from the memo after its namespace disabled injection")
+	}
+	ns.labels = map[string]string{"istio-injection": "enabled"}
+	other := bytes.Replace(raw, []byte(`"name":"web"`), []byte(`"name":"api"`), 1)
+	if bytes.Equal(other, raw) {
+		t.Fatal("test pod has no name to change")
+	}
+	if resp := inj.Mutating().Handle(t.Context(), review(t, other)); bytes.Equal(resp.Patch, first.Patch) || resp.Patch == nil {
+		t.Fatal("another pod got the first pod's patch")
+	}
+
+	if err := inj.Activate(compileDefault(t, "default-2")); err != nil {
+		t.Fatal(err)
+	}
+	resp := inj.Mutating().Handle(t.Context(), review(t, raw))
+	if !strings.Contains(string(resp.Patch), "default-2") {
+		t.Fatalf("after a swap the memo answered with the old revision: %s", resp.Patch)
+	}
+	if hits := labelledValue(t, m, "rego_injector_memo_lookups_total", "result", "hit"); hits != 1 {
+		t.Fatalf("memo hits %v, want still 1", hits)
+	}
+}
+
+// TestMemoNeedsPurePolicy: a revision whose policy reads the clock is evaluated every time.
+func TestMemoNeedsPurePolicy(t *testing.T) {
+	b, err := regoinjector.DefaultBundle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	replaceModule(t, b, "injector.mutate", `package injector.mutate
+
+decision := {"inject": false, "reasons": [sprintf("evaluated at %d", [time.now_ns()])]}
+`)
+	p, err := policy.Compile(t.Context(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.New()
+	inj := injector.New(cluster.Static{}, injector.WithMemo(16), injector.WithMetrics(m))
+	if err := inj.Activate(p); err != nil {
+		t.Fatal(err)
+	}
+	raw := yamlToJSON(t, "testdata/golden/enabled-namespace/pod.yaml")
+	for range 2 {
+		inj.Mutating().Handle(t.Context(), review(t, raw))
+	}
+	if lookups := labelledValue(t, m, "rego_injector_memo_lookups_total", "result", "hit") + labelledValue(t, m, "rego_injector_memo_lookups_total", "result", "miss"); lookups != 0 {
+		t.Fatalf("%v memo lookups for a policy that reads the clock", lookups)
+	}
+	if !compileDefault(t, "").Pure() {
+		t.Fatal("the default policy is not pure: the memo never serves it")
+	}
+}
