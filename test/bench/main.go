@@ -28,6 +28,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -45,9 +46,18 @@ func main() {
 	duration := flag.Duration("duration", 20*time.Second, "length of each run (at most 60s)")
 	saturate := flag.Int("saturate", 4000, "rate of the saturation run, whose achieved throughput is reported (0: none)")
 	cpu := flag.String("server-cpu", "0", "CPU the servers are pinned to with taskset (empty: not pinned)")
+	modes := flag.String("mode", "same,distinct", "same: every request carries the same pod (the replicas of one workload); distinct: every pod differs (a label numbers it), so no answer can be reused")
+	soakFor := flag.Duration("soak", 0, "instead of the comparison, run rego-injector alone this long (at most 15m) at -soak-rate distinct pods per second, swapping its bundle and rotating its certificate halfway, sampling RSS")
+	soakRate := flag.Int("soak-rate", 200, "requests per second of the soak")
 	flag.Parse()
 	*duration = min(*duration, time.Minute)
-	if err := run(*server, *opa, strings.Split(*pods, ","), parseRates(*rates), *duration, *saturate, *cpu); err != nil {
+	var err error
+	if *soakFor > 0 {
+		err = soak(*server, min(*soakFor, 15*time.Minute), *soakRate, *cpu)
+	} else {
+		err = run(*server, *opa, strings.Split(*pods, ","), strings.Split(*modes, ","), parseRates(*rates), *duration, *saturate, *cpu)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -71,7 +81,7 @@ type peer struct {
 	path, ready string
 }
 
-func run(server, opa string, pods []string, rates []int, duration time.Duration, saturate int, cpu string) error {
+func run(server, opa string, pods, modes []string, rates []int, duration time.Duration, saturate int, cpu string) error {
 	dir, err := os.MkdirTemp("", "rego-injector-bench-")
 	if err != nil {
 		return err
@@ -106,8 +116,8 @@ func run(server, opa string, pods []string, rates []int, duration time.Duration,
 
 	patches := map[string]map[string][]byte{} // peer → pod → patch, for the equivalence check
 	var report strings.Builder
-	fmt.Fprintln(&report, "| server | pod | rate (req/s) | achieved (req/s) | errors | p50 | p90 | p99 | max | RSS after |")
-	fmt.Fprintln(&report, "|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(&report, "| server | pod | pods | rate (req/s) | achieved (req/s) | errors | p50 | p90 | p99 | max | RSS after |")
+	fmt.Fprintln(&report, "|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, p := range peers {
 		err := func() error {
 			addr, err := freeAddr()
@@ -139,15 +149,17 @@ func run(server, opa string, pods []string, rates []int, duration time.Duration,
 				if saturate > 0 {
 					runs = append(append([]int(nil), rates...), saturate)
 				}
-				for _, rate := range runs {
-					m := attack(tlsConfig, base+p.path, reviews[pod], rate, duration)
-					label := strconv.Itoa(rate)
-					if rate == saturate {
-						label += " (saturation)"
+				for _, mode := range modes {
+					for _, rate := range runs {
+						m := attack(tlsConfig, targets(base+p.path, reviews[pod], mode == "distinct"), rate, duration)
+						label := strconv.Itoa(rate)
+						if rate == saturate {
+							label += " (saturation)"
+						}
+						fmt.Fprintf(&report, "| %s | %s | %s | %s | %.0f | %d | %s | %s | %s | %s | %s |\n", p.name, pod, mode, label, m.Throughput,
+							m.Requests-uint64(float64(m.Requests)*m.Success+0.5), ms(m.Latencies.P50), ms(m.Latencies.P90), ms(m.Latencies.P99), ms(m.Latencies.Max),
+							rss(cmd.Process.Pid))
 					}
-					fmt.Fprintf(&report, "| %s | %s | %s | %.0f | %d | %s | %s | %s | %s | %s |\n", p.name, pod, label, m.Throughput,
-						m.Requests-uint64(float64(m.Requests)*m.Success+0.5), ms(m.Latencies.P50), ms(m.Latencies.P90), ms(m.Latencies.P99), ms(m.Latencies.Max),
-						rss(cmd.Process.Pid))
 				}
 			}
 			return nil
@@ -231,6 +243,7 @@ func review(name string) ([]byte, error) {
 		labels = map[string]any{}
 	}
 	labels["sidecar.istio.io/inject"] = "true"
+	labels[seqLabel] = seqZero
 	meta["labels"] = labels
 	return json.Marshal(map[string]any{
 		"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
@@ -308,11 +321,30 @@ func equivalent(reviewBody, a, b []byte) error {
 
 // attack runs one open-loop run. A response counts as a success when it is HTTP 200 and carries a
 // JSON patch.
-func attack(cfg *tls.Config, url string, body []byte, rate int, d time.Duration) vegeta.Metrics {
-	targeter := vegeta.NewStaticTargeter(vegeta.Target{
-		Method: http.MethodPost, URL: url, Body: body,
-		Header: http.Header{"Content-Type": []string{"application/json"}},
-	})
+// seqLabel numbers the pods of a distinct run; seqZero is its value in the review as built, and
+// keeps the review's length whatever the number.
+const (
+	seqLabel = "bench.rego-injector.io/seq"
+	seqZero  = "0000000000"
+)
+
+// targets posts body, the same each time or, when distinct, with the pod's seqLabel numbered.
+func targets(url string, body []byte, distinct bool) vegeta.Targeter {
+	header := http.Header{"Content-Type": []string{"application/json"}}
+	if !distinct {
+		return vegeta.NewStaticTargeter(vegeta.Target{Method: http.MethodPost, URL: url, Body: body, Header: header})
+	}
+	at := bytes.Index(body, []byte(`"`+seqLabel+`":"`+seqZero+`"`)) + len(seqLabel) + 4
+	var seq atomic.Uint64
+	return func(t *vegeta.Target) error {
+		b := bytes.Clone(body)
+		copy(b[at:at+len(seqZero)], fmt.Sprintf("%010d", seq.Add(1)))
+		*t = vegeta.Target{Method: http.MethodPost, URL: url, Body: b, Header: header}
+		return nil
+	}
+}
+
+func attack(cfg *tls.Config, targeter vegeta.Targeter, rate int, d time.Duration) vegeta.Metrics {
 	a := vegeta.NewAttacker(vegeta.TLSConfig(cfg), vegeta.KeepAlive(true), vegeta.MaxWorkers(200),
 		vegeta.Timeout(10*time.Second), vegeta.HTTP2(false))
 	var m vegeta.Metrics
@@ -341,7 +373,7 @@ func rss(pid int) string {
 	for _, line := range strings.Split(string(b), "\n") {
 		if strings.HasPrefix(line, "VmRSS:") {
 			kb, _ := strconv.Atoi(strings.Fields(line)[1])
-			return fmt.Sprintf("%.0f MiB", float64(kb)/1024)
+			return fmt.Sprintf("%.1f MiB", float64(kb)/1024)
 		}
 	}
 	return "?"
