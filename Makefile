@@ -15,7 +15,7 @@ COVERAGE  ?= 90
 SIGNING_KEY ?=
 SIGNING_ALG ?= RS256
 
-.PHONY: help run build test go-test opa-test lint bundle bench load soak fuzz e2e cluster-binaries clean
+.PHONY: help run build test go-test opa-test lint bundle bench load soak check-examples fuzz e2e cluster-binaries clean
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,7 +26,7 @@ run: build ## start the webhook on https://127.0.0.1:8443 with the embedded defa
 build: ## build bin/rego-injector (static, runs on a scratch image)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/rego-injector
 
-test: lint opa-test go-test e2e ## every check and test: gofmt, go vet, opa fmt/check/test, go test -race, e2e
+test: lint opa-test go-test check-examples e2e ## every check and test: gofmt, go vet, opa fmt/check/test, go test -race, e2e
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -67,6 +67,11 @@ load: build bundle ## open-loop load, rego-injector then OPA's server on the sam
 	$(GO) build -o bin/opa github.com/open-policy-agent/opa
 	$(GO) build -o bin/bench ./test/bench
 	$(if $(shell command -v taskset),taskset -c 1) bin/bench -server $(BIN) -opa bin/opa $(LOADFLAGS)
+
+check-examples: build ## rego-injector check over examples/ (JUnit report in build/check-examples.xml); every workload must pass
+	mkdir -p build
+	$(BIN) check -f examples --namespace-labels istio-injection=enabled -o junit > build/check-examples.xml || { cat build/check-examples.xml; exit 1; }
+	@echo "check: every workload in examples/ passes"
 
 soak: build bundle ## 10 minutes of distinct pods at 200/s with a bundle swap and a certificate rotation halfway: 0 failures, RSS flat (SOAKFLAGS="-soak 2m" shortens it)
 	$(GO) build -o bin/bench ./test/bench

@@ -19,6 +19,8 @@ Usage:
   rego-injector serve   [flags]           run the mutating and validating webhooks over HTTPS
   rego-injector inject  -f FILE|- [flags] inject the workloads of a manifest, YAML to stdout
   rego-injector explain -f FILE|- [flags] say, per workload, whether and why it would be injected
+  rego-injector check   -f PATH [flags]   inject, then validate, every workload of manifests, for CI:
+                                          text, JSON or JUnit XML; exit 1 when policy refuses one
   rego-injector certs   [flags]           make the webhook's CA and serving certificate: a TLS Secret,
                                           and the caBundle of the webhook configurations
   rego-injector version                   print the version
@@ -51,6 +53,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = injectCmd(ctx, args[1:], stdin, stdout, stderr)
 	case "explain":
 		err = explainCmd(ctx, args[1:], stdin, stdout, stderr)
+	case "check":
+		err = checkCmd(ctx, args[1:], stdin, stdout, stderr)
 	case "certs":
 		err = certsCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
@@ -66,6 +70,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.Is(err, errDenied):
+		fmt.Fprintln(stderr, "rego-injector check:", err)
+		return 1
 	case errors.Is(err, errUsage):
 		fmt.Fprintln(stderr, err)
 		return 2

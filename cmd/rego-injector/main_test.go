@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"encoding/xml"
 	"os"
 	"path/filepath"
 	"strings"
@@ -110,5 +111,74 @@ func TestExplainTrace(t *testing.T) {
 	}
 	if !strings.Contains(out, "evaluation trace:") || !strings.Contains(out, "policies/injector/mutate.rego:") || !strings.Contains(out, "Exit data.injector.mutate.decision") {
 		t.Errorf("no trace with policy locations:\n%.2000s", out)
+	}
+}
+
+// TestCheck: check injects and validates every workload of files and directories, reports them as
+// text, JSON or JUnit XML, goes on past a file it cannot read, and exits 1 when policy refuses one.
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	optOut := `apiVersion: v1
+kind: Pod
+metadata: {name: shell, labels: {sidecar.istio.io/inject: "false"}}
+spec: {containers: [{name: sh, image: busybox}]}
+`
+	if err := os.MkdirAll(filepath.Join(dir, "apps"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range map[string]string{"apps/workloads.yaml": workloads, "apps/notes.txt": "not a manifest", "shell.yml": optOut} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enabled := "istio-injection=enabled"
+	required := enabled + ",rego-injector.io/require-sidecar=true"
+
+	code, out, stderr := runCmd(t, "", "check", "-f", dir, "--namespace-labels", enabled)
+	if code != 0 || strings.Count(out, "validation: allowed") != 3 || strings.Contains(out, "notes.txt") {
+		t.Fatalf("exit %d, want 0 with three workloads allowed and the .txt file ignored:\n%s%s", code, out, stderr)
+	}
+
+	code, out, stderr = runCmd(t, "", "check", "-f", dir, "--namespace-labels", required, "-o", "junit")
+	if code != 1 || !strings.Contains(stderr, "1 of 3 refused") {
+		t.Fatalf("exit %d, want 1 naming one refusal: %s", code, stderr)
+	}
+	var report struct {
+		Tests    int `xml:"tests,attr"`
+		Failures int `xml:"failures,attr"`
+		Suite    struct {
+			Cases []struct {
+				Name    string `xml:"name,attr"`
+				Failure *struct {
+					Message string `xml:"message,attr"`
+				} `xml:"failure"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	if err := xml.Unmarshal([]byte(out), &report); err != nil {
+		t.Fatalf("junit output does not parse: %v\n%s", err, out)
+	}
+	if report.Tests != 3 || report.Failures != 1 || len(report.Suite.Cases) != 3 {
+		t.Fatalf("junit report %+v", report)
+	}
+	for _, c := range report.Suite.Cases {
+		if failed := c.Failure != nil; failed != strings.HasPrefix(c.Name, "Pod/shell") {
+			t.Errorf("case %q failed=%v", c.Name, failed)
+		} else if failed && !strings.Contains(c.Failure.Message, "requires the istio-proxy sidecar") {
+			t.Errorf("failure message %q", c.Failure.Message)
+		}
+	}
+
+	broken := filepath.Join(dir, "broken.yaml")
+	if err := os.WriteFile(broken, []byte("a: [\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = runCmd(t, "", "check", "-f", broken, "-f", filepath.Join(dir, "shell.yml"), "--namespace-labels", enabled, "-o", "json")
+	var got []map[string]any
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("json output: %v\n%s", err, out)
+	}
+	if code != 1 || len(got) != 2 || got[0]["error"] == nil || got[1]["validation"] == nil {
+		t.Fatalf("exit %d, want 1 with the broken file reported and the next file checked:\n%s", code, out)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/rego-injector/rego-injector/engine/policy"
 	"github.com/rego-injector/rego-injector/engine/workload"
 )
 
@@ -65,4 +66,19 @@ func (i *Injector) TraceObject(ctx context.Context, obj map[string]any, namespac
 		return true, err
 	}
 	return true, i.Trace(ctx, in, w)
+}
+
+// ValidateObject runs the validating policy on the pod inside obj, as the webhook would when that
+// pod is created; ok is false for kinds that carry no pod.
+func (i *Injector) ValidateObject(ctx context.Context, obj map[string]any, namespace string) (v policy.Verdict, ok bool, err error) {
+	t, ok := workload.PodTemplate(obj)
+	if !ok {
+		return v, false, nil
+	}
+	in, err := Offline(t.Pod, namespace, t.Owner)
+	if err != nil {
+		return v, true, err
+	}
+	v, _, err = i.Validate(ctx, in)
+	return v, true, err
 }

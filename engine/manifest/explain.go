@@ -13,23 +13,53 @@ func WriteText(w io.Writer, workloads []Workload) error {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
+		if wl.Error != "" {
+			fmt.Fprintf(w, "%s: ERROR: %s\n", wl.Source, wl.Error)
+			continue
+		}
 		name := wl.Name
 		if name == "" {
 			name = "(unnamed)"
 		}
 		verdict := "not injected"
 		switch {
+		case len(wl.Decision.Deny) > 0:
+			verdict = "DENIED by the injection policy"
 		case wl.Current != nil && !wl.Changed:
 			verdict = "already injected, variant " + wl.Current.Variant + "; no change"
 		case wl.Decision.Inject:
 			verdict = "inject, variant " + wl.Decision.Variant
 		}
-		fmt.Fprintf(w, "%s/%s in namespace %s (document %d): %s [revision %s]\n", wl.Kind, name, wl.Namespace, wl.Document, verdict, wl.Revision)
+		where := fmt.Sprintf("document %d", wl.Document)
+		if wl.Source != "" {
+			where = fmt.Sprintf("%s, document %d", wl.Source, wl.Document)
+		}
+		fmt.Fprintf(w, "%s/%s in namespace %s (%s): %s [revision %s]\n", wl.Kind, name, wl.Namespace, where, verdict, wl.Revision)
+		for _, msg := range wl.Decision.Deny {
+			fmt.Fprintf(w, "  denied: %s\n", msg)
+		}
 		for _, r := range wl.Decision.Reasons {
 			fmt.Fprintf(w, "  because %s\n", r)
 		}
 		for _, warn := range wl.Decision.Warnings {
 			fmt.Fprintf(w, "  warning: %s\n", warn)
+		}
+		if v := wl.Validation; v != nil {
+			switch {
+			case len(v.Deny) > 0:
+				fmt.Fprintf(w, "  validation: DENIED\n")
+			default:
+				fmt.Fprintf(w, "  validation: allowed\n")
+			}
+			for _, msg := range v.Deny {
+				fmt.Fprintf(w, "    deny: %s\n", msg)
+			}
+			for _, msg := range v.Warn {
+				fmt.Fprintf(w, "    warning: %s\n", msg)
+			}
+			for _, msg := range v.DryRun {
+				fmt.Fprintf(w, "    dry run (would deny): %s\n", msg)
+			}
 		}
 		if wl.Trace != "" {
 			fmt.Fprintf(w, "  evaluation trace:\n")

@@ -1,5 +1,5 @@
 // Package manifest runs the injector over multi-document YAML streams of Kubernetes objects, for the
-// offline commands: inject, explain.
+// offline commands: inject, explain, check.
 package manifest
 
 import (
@@ -67,6 +67,19 @@ type Workload struct {
 	Decision policy.Decision `json:"decision"`
 	// Trace is the policy evaluation that decided, when the Processor traces.
 	Trace string `json:"trace,omitempty"`
+	// Validation is the validating policy's verdict on the workload as injected, when the Processor
+	// validates.
+	Validation *policy.Verdict `json:"validation,omitempty"`
+	// Source names the file the workload was read from, when the caller says.
+	Source string `json:"source,omitempty"`
+	// Error, when set, says why the document (or the rest of the file) could not be checked; the
+	// other fields are then empty.
+	Error string `json:"error,omitempty"`
+}
+
+// Denied reports whether policy refuses the workload: its decision denies it, or its verdict does.
+func (wl Workload) Denied() bool {
+	return len(wl.Decision.Deny) > 0 || (wl.Validation != nil && len(wl.Validation.Deny) > 0)
 }
 
 // Processor runs an injector over streams.
@@ -76,6 +89,16 @@ type Processor struct {
 	Namespace string
 	// Trace records the policy evaluation of every workload Explain reports.
 	Trace bool
+	// Validate runs the validating policy on every workload as injected (Check sets it).
+	Validate bool
+}
+
+// Check injects every workload of the stream, as Explain does, then runs the validating policy on
+// each as injected: what the webhooks would say of it, mutating then validating.
+func (p *Processor) Check(ctx context.Context, r io.Reader) ([]Workload, error) {
+	q := *p
+	q.Validate = true
+	return q.Explain(ctx, r)
 }
 
 // Inject writes the stream with every workload injected. Documents that are not workloads, and
@@ -176,6 +199,13 @@ func (p *Processor) object(ctx context.Context, d Document, obj map[string]any, 
 			return obj, false, fmt.Errorf("document %d: %s %q: trace: %w", d.Index, kind, wl.Name, err)
 		}
 		wl.Trace = trace.String()
+	}
+	if p.Validate && len(res.Decision.Deny) == 0 {
+		v, _, err := p.Injector.ValidateObject(ctx, got, p.Namespace)
+		if err != nil {
+			return obj, false, fmt.Errorf("document %d: %s %q: validate: %w", d.Index, kind, wl.Name, err)
+		}
+		wl.Validation = &v
 	}
 	*all = append(*all, wl)
 	return got, res.Pod != nil, nil

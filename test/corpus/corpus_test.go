@@ -111,6 +111,16 @@ func TestCorpus(t *testing.T) {
 					t.Errorf("%s %s: decided to inject but nothing changed", w.Kind, w.Name)
 				}
 			}
+			// What the webhook injects, the validating webhook admits.
+			checked, err := p.Check(t.Context(), bytes.NewReader(in))
+			if err != nil {
+				t.Fatalf("check: %v", err)
+			}
+			for _, w := range checked {
+				if w.Validation == nil || (w.Decision.Inject && w.Denied()) {
+					t.Errorf("%s %s: injected, then refused by validation: %+v", w.Kind, w.Name, w.Validation)
+				}
+			}
 			// Injecting the output again changes nothing, byte for byte.
 			var again bytes.Buffer
 			if _, err := p.Inject(t.Context(), bytes.NewReader(out.Bytes()), &again); err != nil {
