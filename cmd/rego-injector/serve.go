@@ -13,6 +13,7 @@ import (
 
 	"github.com/rego-injector/rego-injector/engine/certs"
 	"github.com/rego-injector/rego-injector/engine/cluster"
+	"github.com/rego-injector/rego-injector/engine/events"
 	"github.com/rego-injector/rego-injector/engine/injector"
 	"github.com/rego-injector/rego-injector/engine/metrics"
 	"github.com/rego-injector/rego-injector/engine/reload"
@@ -31,6 +32,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.Var(&shadow, "shadow-bundle", "a candidate bundle (directory, .tar.gz or URL; repeatable) evaluated beside the live one on every admission; its answer is only compared, logged and counted, never applied")
 	shutdownDelay := fs.Duration("shutdown-delay", 0, "on SIGTERM, keep answering with /readyz failing for this long before closing (in a cluster, a few seconds: time for the endpoints to drop the replica)")
 	evalTimeout := fs.Duration("admission-timeout", 4*time.Second, "deadline for answering one admission (policy evaluation included); keep it below the webhooks' timeoutSeconds")
+	emitEvents := fs.Bool("events", true, "with a cluster, report injections, skips worth knowing about and refused overrides as Kubernetes Events on the pod's owner (or namespace)")
 	memoSize := fs.Int("memo-size", 256, "answers to distinct pods remembered per bundle revision, reused when the same pod comes again (replicas of one workload); 0 turns it off")
 	decisionLog := fs.String("decision-log", "", "write one JSON line per admission decision to stdout, stderr or this file (absent: no decision log)")
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig for namespace labels (absent: in-cluster config when running in a pod, else no cluster)")
@@ -82,6 +84,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			return fmt.Errorf("shadow bundle: %w", err)
 		}
 		opts = append(opts, injector.WithShadow(sh))
+	}
+	if cs != nil && *emitEvents {
+		host, _ := os.Hostname()
+		rec := events.New(cs, "rego-injector", host, log)
+		defer rec.Close()
+		opts = append(opts, injector.WithEvents(rec))
 	}
 	if *decisionLog != "" {
 		w, closeLog, err := openLog(*decisionLog, stderr)

@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/rego-injector/rego-injector/engine/cluster"
+	"github.com/rego-injector/rego-injector/engine/events"
 	"github.com/rego-injector/rego-injector/engine/inject"
 	"github.com/rego-injector/rego-injector/engine/metrics"
 	"github.com/rego-injector/rego-injector/engine/patch"
@@ -47,6 +48,7 @@ type Injector struct {
 	shadow       *Injector
 	shadowSlots  chan struct{}
 	memoSize     int
+	events       *events.Recorder
 }
 
 // Option configures an Injector.
@@ -61,6 +63,9 @@ func WithOwnNamespace(ns string) Option { return func(i *Injector) { i.ownNamesp
 // WithTimeout bounds the time one admission may take, policy evaluation included; past it the
 // admission fails (and the webhook's failurePolicy applies). Zero means no bound.
 func WithTimeout(d time.Duration) Option { return func(i *Injector) { i.timeout = d } }
+
+// WithEvents reports every mutating admission that is not a dry run to r as Kubernetes Events.
+func WithEvents(r *events.Recorder) Option { return func(i *Injector) { i.events = r } }
 
 // WithMetrics records admissions and activations in m.
 func WithMetrics(m *metrics.Metrics) Option { return func(i *Injector) { i.metrics = m } }

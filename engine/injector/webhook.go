@@ -12,6 +12,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 
 	"github.com/rego-injector/rego-injector/engine/admission"
+	"github.com/rego-injector/rego-injector/engine/events"
 	"github.com/rego-injector/rego-injector/engine/metrics"
 	"github.com/rego-injector/rego-injector/engine/policy"
 )
@@ -54,6 +55,9 @@ func (i *Injector) mutate(ctx context.Context, req *admission.Request) *admissio
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	d := res.Decision
+	if req.DryRun == nil || !*req.DryRun {
+		i.events.Record(events.Outcome{Namespace: req.Namespace, Raw: req.Object.Raw, Revision: res.Revision, Decision: d, Injected: res.Patch != nil})
+	}
 	if len(d.Deny) > 0 {
 		i.metrics.Admission("inject", metrics.ResultDenied, "", d.Code, took)
 		log.Info("admission", "decision", "deny", "revision", res.Revision, "deny", d.Deny, "duration_ms", ms(took))

@@ -113,6 +113,30 @@ spec:
 			t.Errorf("pod %s: the template saw owner %q, want the Deployment shop", pod.Name, got)
 		}
 	}
+	// The injections are reported as Events on the ReplicaSet, the two replicas' aggregated.
+	ev := waitEvent(t, "s2", "Injected", "ReplicaSet")
+	if !strings.Contains(ev.Message, "injected with variant sidecar at revision") || ev.Type != corev1.EventTypeNormal || ev.Source.Component != "rego-injector" {
+		t.Errorf("event %s %s from %s: %q", ev.Type, ev.Reason, ev.Source.Component, ev.Message)
+	}
+}
+
+// waitEvent waits for an event with reason about an object of kind in ns.
+func waitEvent(t *testing.T, ns, reason, kind string) corev1.Event {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		list, err := need(t).cluster.client.CoreV1().Events(ns).List(t.Context(), metav1.ListOptions{FieldSelector: "reason=" + reason})
+		if err == nil {
+			for _, ev := range list.Items {
+				if ev.InvolvedObject.Kind == kind {
+					return ev
+				}
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("no %s event about a %s in %s after 30 s", reason, kind, ns)
+	return corev1.Event{}
 }
 
 func waitPods(t *testing.T, ns, selector string, n int) []corev1.Pod {
@@ -157,6 +181,10 @@ func TestOptOutAndVariants(t *testing.T) {
 	}
 	if pod := apply("opt-out-annotation", "nginx", "\n  annotations: {sidecar.istio.io/inject: \"false\"}"); hasContainer(pod, "istio-proxy") {
 		t.Error("opt-out by annotation was injected")
+	}
+	// A bare pod's skip is reported on its namespace, with the decision's code.
+	if ev := waitEvent(t, "s3", "InjectionSkipped", "Namespace"); !strings.Contains(ev.Message, "pod opt-out-annotation not injected (opted_out)") {
+		t.Errorf("skip event %q", ev.Message)
 	}
 	if pod := apply("opt-out-label", "nginx", "\n    sidecar.istio.io/inject: \"false\""); hasContainer(pod, "istio-proxy") {
 		t.Error("opt-out by label was injected")

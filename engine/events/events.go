@@ -1,0 +1,152 @@
+// Package events reports what the webhook did to a pod as Kubernetes Events on the pod's owner, or
+// on its namespace when it has none, without ever delaying the admission.
+package events
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/rego-injector/rego-injector/engine/policy"
+)
+
+// Reasons of the events, as `kubectl get events --field-selector reason=...` finds them.
+const (
+	ReasonInjected        = "Injected"
+	ReasonSkipped         = "InjectionSkipped"
+	ReasonOverrideRefused = "OverrideRefused"
+	ReasonDenied          = "InjectionDenied"
+)
+
+// quietCodes are skip codes that say nothing about the pod itself, only about its namespace or the
+// request: a pod in a namespace that never asked for sidecars gets no event.
+var quietCodes = []string{"operation", "excluded_namespace", "namespace_not_enabled", "namespace_disabled", "already_injected"}
+
+// Outcome is one mutating admission, as the events report it.
+type Outcome struct {
+	// Namespace is the pod's namespace; Raw the pod as sent, read only off the request path.
+	Namespace string
+	Raw       []byte
+	Revision  string
+	Decision  policy.Decision
+	// Injected is true when the answer carried a patch.
+	Injected bool
+}
+
+// Recorder turns outcomes into events. Recording queues the outcome and returns at once; a full
+// queue drops it. A nil *Recorder records nothing.
+type Recorder struct {
+	queue       chan Outcome
+	recorder    record.EventRecorder
+	broadcaster record.EventBroadcaster
+	log         *slog.Logger
+	done        chan struct{}
+}
+
+// queueLength bounds the outcomes waiting for the recorder's goroutine.
+const queueLength = 1024
+
+// New starts a recorder that writes events through client, as the named component on host.
+// client-go's correlator aggregates repeated events and rate-limits each object's.
+func New(client kubernetes.Interface, component, host string, log *slog.Logger) *Recorder {
+	b := record.NewBroadcaster()
+	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	return NewWithRecorder(b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: component, Host: host}), b, log)
+}
+
+// NewWithRecorder starts a recorder writing to rec; b, when not nil, is shut down by Close.
+func NewWithRecorder(rec record.EventRecorder, b record.EventBroadcaster, log *slog.Logger) *Recorder {
+	r := &Recorder{queue: make(chan Outcome, queueLength), recorder: rec, broadcaster: b, log: log, done: make(chan struct{})}
+	go r.run()
+	return r
+}
+
+// Record queues o; it never blocks.
+func (r *Recorder) Record(o Outcome) {
+	if r == nil {
+		return
+	}
+	select {
+	case r.queue <- o:
+	default:
+		r.log.Debug("event queue full; outcome dropped", "namespace", o.Namespace)
+	}
+}
+
+// Close stops the recorder after the queued outcomes are recorded.
+func (r *Recorder) Close() {
+	if r == nil {
+		return
+	}
+	close(r.queue)
+	<-r.done
+	if r.broadcaster != nil {
+		r.broadcaster.Shutdown()
+	}
+}
+
+func (r *Recorder) run() {
+	defer close(r.done)
+	for o := range r.queue {
+		r.emit(o)
+	}
+}
+
+func (r *Recorder) emit(o Outcome) {
+	d := o.Decision
+	ref, pod := subject(o)
+	for _, ro := range d.RefusedOverrides {
+		r.recorder.Eventf(ref, corev1.EventTypeWarning, ReasonOverrideRefused, "%s: annotation %s=%q refused: %s", pod, ro.Annotation, ro.Value, ro.Reason)
+	}
+	switch {
+	case len(d.Deny) > 0:
+		r.recorder.Eventf(ref, corev1.EventTypeWarning, ReasonDenied, "%s refused: %s", pod, strings.Join(d.Deny, "; "))
+	case o.Injected:
+		r.recorder.Eventf(ref, corev1.EventTypeNormal, ReasonInjected, "%s injected with variant %s at revision %s", pod, d.Variant, o.Revision)
+	case !d.Inject && !slices.Contains(quietCodes, d.Code):
+		reason := ""
+		if len(d.Reasons) > 0 {
+			reason = d.Reasons[len(d.Reasons)-1]
+		}
+		r.recorder.Eventf(ref, corev1.EventTypeNormal, ReasonSkipped, "%s not injected (%s): %s", pod, d.Code, reason)
+	}
+}
+
+// subject is what the event is about: the pod's controller when it names one, else its namespace;
+// and how the message names the pod.
+func subject(o Outcome) (*corev1.ObjectReference, string) {
+	var pod struct {
+		Metadata struct {
+			Name            string `json:"name"`
+			GenerateName    string `json:"generateName"`
+			OwnerReferences []struct {
+				APIVersion string    `json:"apiVersion"`
+				Kind       string    `json:"kind"`
+				Name       string    `json:"name"`
+				UID        types.UID `json:"uid"`
+				Controller *bool     `json:"controller"`
+			} `json:"ownerReferences"`
+		} `json:"metadata"`
+	}
+	_ = json.Unmarshal(o.Raw, &pod)
+	name := "pod " + pod.Metadata.Name
+	if pod.Metadata.Name == "" {
+		name = fmt.Sprintf("pod %s*", pod.Metadata.GenerateName)
+	}
+	for _, owner := range pod.Metadata.OwnerReferences {
+		if owner.Controller != nil && *owner.Controller {
+			return &corev1.ObjectReference{APIVersion: owner.APIVersion, Kind: owner.Kind, Name: owner.Name, Namespace: o.Namespace, UID: owner.UID}, name
+		}
+	}
+	// The namespace is named as its own namespace too, so the event is listed with the pod's.
+	return &corev1.ObjectReference{APIVersion: "v1", Kind: "Namespace", Name: o.Namespace, Namespace: o.Namespace}, name
+}
