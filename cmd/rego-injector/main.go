@@ -21,6 +21,8 @@ Usage:
   rego-injector explain -f FILE|- [flags] say, per workload, whether and why it would be injected
   rego-injector check   -f PATH [flags]   inject, then validate, every workload of manifests, for CI:
                                           text, JSON or JUnit XML; exit 1 when policy refuses one
+  rego-injector audit   [flags]           list the cluster's pods that disagree with policy now: no sidecar
+                                          where one belongs, one too many, an older revision or variant
   rego-injector certs   [flags]           make the webhook's CA and serving certificate: a TLS Secret,
                                           and the caBundle of the webhook configurations
   rego-injector version                   print the version
@@ -55,6 +57,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = explainCmd(ctx, args[1:], stdin, stdout, stderr)
 	case "check":
 		err = checkCmd(ctx, args[1:], stdin, stdout, stderr)
+	case "audit":
+		err = auditCmd(ctx, args[1:], stdout, stderr)
 	case "certs":
 		err = certsCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version":

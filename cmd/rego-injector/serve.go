@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rego-injector/rego-injector/engine/certs"
+	"github.com/rego-injector/rego-injector/engine/audit"
 	"github.com/rego-injector/rego-injector/engine/cluster"
 	"github.com/rego-injector/rego-injector/engine/events"
 	"github.com/rego-injector/rego-injector/engine/injector"
@@ -32,6 +33,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.Var(&shadow, "shadow-bundle", "a candidate bundle (directory, .tar.gz or URL; repeatable) evaluated beside the live one on every admission; its answer is only compared, logged and counted, never applied")
 	shutdownDelay := fs.Duration("shutdown-delay", 0, "on SIGTERM, keep answering with /readyz failing for this long before closing (in a cluster, a few seconds: time for the endpoints to drop the replica)")
 	evalTimeout := fs.Duration("admission-timeout", 4*time.Second, "deadline for answering one admission (policy evaluation included); keep it below the webhooks' timeoutSeconds")
+	auditEvery := fs.Duration("audit-interval", 0, "with a cluster, audit every pod against the active revision this often and export rego_injector_audit_pods{state} (needs list on pods; 0: never)")
 	emitEvents := fs.Bool("events", true, "with a cluster, report injections, skips worth knowing about and refused overrides as Kubernetes Events on the pod's owner (or namespace)")
 	memoSize := fs.Int("memo-size", 256, "answers to distinct pods remembered per bundle revision, reused when the same pod comes again (replicas of one workload); 0 turns it off")
 	decisionLog := fs.String("decision-log", "", "write one JSON line per admission decision to stdout, stderr or this file (absent: no decision log)")
@@ -103,6 +105,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	liveStatus, err := bf.serveBundles(ctx, "live", bf.sources, inj, m, log)
 	if err != nil {
 		return err
+	}
+	if cs != nil && *auditEvery > 0 {
+		go audit.Periodically(ctx, *auditEvery, cs, inj, m, log)
 	}
 
 	var getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)

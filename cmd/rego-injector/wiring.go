@@ -153,6 +153,21 @@ func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
 	return cs, nil
 }
 
+// syncedNamespaces starts a namespace informer on cs and waits, up to 30 s, for its first list.
+func syncedNamespaces(ctx context.Context, cs kubernetes.Interface, log *slog.Logger) (cluster.Namespaces, error) {
+	live := cluster.NewLive(ctx, cs, log)
+	wait, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for !live.Synced() {
+		select {
+		case <-wait.Done():
+			return nil, fmt.Errorf("namespaces: cache did not sync: %w", wait.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return live, nil
+}
+
 // offlineNamespaces is the namespace source of the offline commands: the cluster when kubeconfig is
 // given, else the labels given on the command line.
 func offlineNamespaces(ctx context.Context, kubeconfig, labels string, log *slog.Logger) (cluster.Namespaces, error) {
@@ -161,17 +176,7 @@ func offlineNamespaces(ctx context.Context, kubeconfig, labels string, log *slog
 		if err != nil {
 			return nil, err
 		}
-		live := cluster.NewLive(ctx, cs, log)
-		wait, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		for !live.Synced() {
-			select {
-			case <-wait.Done():
-				return nil, fmt.Errorf("namespaces from %s: cache did not sync: %w", kubeconfig, wait.Err())
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-		return live, nil
+		return syncedNamespaces(ctx, cs, log)
 	}
 	l, err := cluster.ParseLabels(labels)
 	if err != nil {

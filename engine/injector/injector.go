@@ -193,6 +193,16 @@ func (rev *revision) mutate(ctx context.Context, e *evaluation) (Result, error) 
 	return res, nil
 }
 
+// Decide runs only the mutating decision on the pod, and names the revision that decided.
+func (i *Injector) Decide(ctx context.Context, in Pod) (policy.Decision, string, error) {
+	e, err := i.evaluation(ctx, in)
+	if err != nil {
+		return policy.Decision{}, "", err
+	}
+	d, err := e.rev.policy.Decide(ctx, e.input)
+	return d, e.rev.policy.Revision(), err
+}
+
 // Trace writes the evaluation trace of the mutating decision on the pod to w.
 func (i *Injector) Trace(ctx context.Context, in Pod, w io.Writer) error {
 	e, err := i.evaluation(ctx, in)

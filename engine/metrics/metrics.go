@@ -23,6 +23,8 @@ type Metrics struct {
 	shadowDiffs    *prometheus.CounterVec
 	violations     *prometheus.CounterVec
 	memo           *prometheus.CounterVec
+	auditPods      *prometheus.GaugeVec
+	auditLastRun   prometheus.Gauge
 }
 
 // Result labels of the admissions counter.
@@ -88,7 +90,17 @@ func New() *Metrics {
 		Name:      "memo_lookups_total",
 		Help:      "Mutating admissions looked up in the memo of earlier answers, by result (hit, miss).",
 	}, []string{"result"})
-	m.Registry.MustRegister(m.memo, m.admissions, m.duration, m.revision, m.activations, m.activationTime, m.lastActivation, m.shadowDiffs, m.violations,
+	m.auditPods = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "rego_injector",
+		Name:      "audit_pods",
+		Help:      "Pods by how they stand against the active bundle revision at the last audit (--audit-interval): current, not_injected, missing, unexpected, outdated, variant, error.",
+	}, []string{"state"})
+	m.auditLastRun = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "rego_injector",
+		Name:      "audit_last_run_timestamp_seconds",
+		Help:      "Unix time of the last audit that completed.",
+	})
+	m.Registry.MustRegister(m.auditPods, m.auditLastRun, m.memo, m.admissions, m.duration, m.revision, m.activations, m.activationTime, m.lastActivation, m.shadowDiffs, m.violations,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -148,4 +160,15 @@ func (m *Metrics) Memo(hit bool) {
 		return
 	}
 	m.memo.WithLabelValues(map[bool]string{true: "hit", false: "miss"}[hit]).Inc()
+}
+
+// Audit records the pod counts of a completed audit, by state; states not given are zero.
+func (m *Metrics) Audit(pods map[string]int, states []string) {
+	if m == nil {
+		return
+	}
+	for _, s := range states {
+		m.auditPods.WithLabelValues(s).Set(float64(pods[s]))
+	}
+	m.auditLastRun.SetToCurrentTime()
 }

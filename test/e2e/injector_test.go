@@ -57,6 +57,7 @@ func startInjector(ctx context.Context, c *cluster, bin, dir string) (*injectorP
 		"--tls-cert-file", filepath.Join(dir, "tls.crt"), "--tls-key-file", filepath.Join(dir, "tls.key"),
 		"--kubeconfig", c.kubeconfig,
 		"--injector-namespace", "rego-injector-system",
+		"--audit-interval", "1s",
 		"--log-level", "info")
 	if err != nil {
 		return nil, err

@@ -1,0 +1,158 @@
+package audit_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+
+	regoinjector "github.com/rego-injector/rego-injector"
+	"github.com/rego-injector/rego-injector/engine/audit"
+	"github.com/rego-injector/rego-injector/engine/cluster"
+	"github.com/rego-injector/rego-injector/engine/inject"
+	"github.com/rego-injector/rego-injector/engine/injector"
+	"github.com/rego-injector/rego-injector/engine/policy"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/report.txt with what the code produces now")
+
+func activeInjector(t *testing.T, revision string) *injector.Injector {
+	t.Helper()
+	b, err := regoinjector.DefaultBundle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Manifest.Revision = revision
+	p, err := policy.Compile(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inj := injector.New(cluster.Static{Labels: map[string]string{"istio-injection": "enabled"}})
+	if err := inj.Activate(p); err != nil {
+		t.Fatal(err)
+	}
+	return inj
+}
+
+// replica is a pod of Deployment name, as the ReplicaSet controller creates it.
+func replica(name, pod string) map[string]any {
+	return map[string]any{
+		"apiVersion": "v1", "kind": "Pod",
+		"metadata": map[string]any{
+			"name": pod, "namespace": "shop",
+			"labels": map[string]any{"app": name, "pod-template-hash": "7d9f"},
+			"ownerReferences": []any{map[string]any{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name + "-7d9f", "uid": "u", "controller": true}},
+		},
+		"spec": map[string]any{"containers": []any{map[string]any{"name": "app", "image": "nginx"}}},
+	}
+}
+
+// injected is obj as inj injects it, or as it is when inj does not.
+func injected(t *testing.T, inj *injector.Injector, obj map[string]any) map[string]any {
+	t.Helper()
+	in, err := injector.Offline(obj, "shop", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := inj.Inject(t.Context(), in)
+	if err != nil || res.Pod == nil {
+		t.Fatalf("not injected: %+v, %v", res.Decision, err)
+	}
+	return res.Pod
+}
+
+func typed(t *testing.T, obj map[string]any) corev1.Pod {
+	t.Helper()
+	raw, err := json.Marshal(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p corev1.Pod
+	if err := json.Unmarshal(raw, &p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestRun(t *testing.T) {
+	old, now := activeInjector(t, "default-1"), activeInjector(t, "default-2")
+
+	optedOut := injected(t, now, replica("batch", "batch-1"))
+	optedOut["metadata"].(map[string]any)["labels"].(map[string]any)["sidecar.istio.io/inject"] = "false"
+
+	otherVariant := injected(t, now, replica("api", "api-1"))
+	st, _, _ := inject.ReadStatus(otherVariant)
+	st.Variant = "native"
+	raw, _ := json.Marshal(st)
+	otherVariant["metadata"].(map[string]any)["annotations"].(map[string]any)[inject.StatusAnnotation] = string(raw)
+
+	broken := replica("odd", "odd-1")
+	broken["metadata"].(map[string]any)["annotations"] = map[string]any{inject.StatusAnnotation: "{not json"}
+
+	pods := []corev1.Pod{
+		typed(t, injected(t, now, replica("web", "web-1"))),
+		typed(t, replica("web", "web-2")),
+		typed(t, replica("web", "web-3")),
+		typed(t, injected(t, old, replica("shop", "shop-1"))),
+		typed(t, injected(t, old, replica("shop", "shop-2"))),
+		typed(t, optedOut),
+		typed(t, otherVariant),
+		typed(t, broken),
+	}
+	optOut := replica("tools", "tools-1")
+	optOut["metadata"].(map[string]any)["labels"].(map[string]any)["sidecar.istio.io/inject"] = "false"
+	pods = append(pods, typed(t, optOut))
+
+	r, err := audit.Run(t.Context(), now, pods)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[audit.State]int{audit.StateCurrent: 1, audit.StateMissing: 2, audit.StateOutdated: 2, audit.StateUnexpected: 1, audit.StateVariant: 1, audit.StateError: 1, audit.StateNotInjected: 1}
+	for _, s := range audit.States {
+		if r.Pods[s] != want[s] {
+			t.Errorf("%s: %d pods, want %d", s, r.Pods[s], want[s])
+		}
+	}
+	if len(r.Findings) != 7 || r.Revision != "default-2" {
+		t.Fatalf("%d findings at revision %q", len(r.Findings), r.Revision)
+	}
+	for _, f := range r.Findings {
+		if f.State != audit.StateError && (f.Owner == nil || f.Owner.Kind != "Deployment") {
+			t.Errorf("%s: owner %+v, want its Deployment", f.Pod, f.Owner)
+		}
+	}
+
+	var table bytes.Buffer
+	if err := audit.WriteTable(&table, r); err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "report.txt")
+	if *update {
+		if err := os.WriteFile(golden, table.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantTable, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if table.String() != string(wantTable) {
+		t.Errorf("table differs from %s (go test -update rewrites it):\n%s", golden, table.String())
+	}
+	if !strings.Contains(table.String(), "kubectl rollout restart -n shop deployment/shop") {
+		t.Error("no restart hint for the outdated Deployment")
+	}
+}
+
+func TestRunWithoutRevision(t *testing.T) {
+	inj := injector.New(cluster.Static{})
+	if _, err := audit.Run(t.Context(), inj, []corev1.Pod{typed(t, replica("web", "web-1"))}); err == nil {
+		t.Fatal("an audit without an active revision succeeded")
+	}
+}

@@ -1,0 +1,49 @@
+package audit
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/rego-injector/rego-injector/engine/injector"
+	"github.com/rego-injector/rego-injector/engine/metrics"
+)
+
+// Periodically audits every pod of the cluster each interval until ctx ends, exporting the counts
+// as metrics and logging the findings' summary. The first audit runs after one interval, when the
+// informers and the bundle have settled.
+func Periodically(ctx context.Context, every time.Duration, client kubernetes.Interface, inj *injector.Injector, m *metrics.Metrics, log *slog.Logger) {
+	states := make([]string, len(States))
+	for i, s := range States {
+		states[i] = string(s)
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		start := time.Now()
+		pods, err := ListPods(ctx, client, "")
+		if err != nil {
+			log.Warn("audit: list pods failed", "err", err)
+			continue
+		}
+		r, err := Run(ctx, inj, pods)
+		if err != nil {
+			log.Warn("audit failed", "err", err)
+			continue
+		}
+		counts := map[string]int{}
+		for s, n := range r.Pods {
+			counts[string(s)] = n
+		}
+		m.Audit(counts, states)
+		log.Info("audit", "revision", r.Revision, "pods", len(pods), "missing", r.Pods[StateMissing], "unexpected", r.Pods[StateUnexpected],
+			"outdated", r.Pods[StateOutdated], "variant", r.Pods[StateVariant], "errors", r.Pods[StateError], "duration_ms", time.Since(start).Milliseconds())
+	}
+}

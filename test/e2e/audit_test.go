@@ -1,0 +1,159 @@
+package e2e
+
+import (
+	"encoding/json"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// TestAudit: pods created before their namespace was enabled are reported missing; pods injected
+// at the running revision are current, and outdated against a bundle at a newer revision.
+func TestAudit(t *testing.T) {
+	e := need(t)
+	namespace(t, "audit", nil)
+	deploy := func(name string) {
+		t.Helper()
+		manifest := strings.ReplaceAll(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: NAME}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: NAME}}
+  template:
+    metadata: {labels: {app: NAME}}
+    spec:
+      containers: [{name: app, image: nginx}]
+`, "NAME", name)
+		if _, stderr, err := e.cluster.kubectl(t.Context(), manifest, "apply", "-n", "audit", "-f", "-"); err != nil {
+			t.Fatalf("%v: %s", err, stderr)
+		}
+		waitPods(t, "audit", "app="+name, 2)
+	}
+	deploy("late")
+	patch := []byte(`{"metadata":{"labels":{"istio-injection":"enabled"}}}`)
+	if _, err := e.cluster.client.CoreV1().Namespaces().Patch(t.Context(), "audit", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		pod, err := e.cluster.client.CoreV1().Pods("audit").Create(t.Context(), simplePod("probe", "nginx"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err == nil && hasContainer(pod, "istio-proxy") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the injector does not see the namespace enabled after 10 s (%v)", err)
+		}
+	}
+	deploy("fresh")
+
+	type report struct {
+		Revision string         `json:"revision"`
+		Pods     map[string]int `json:"pods"`
+		Findings []struct {
+			Pod   string `json:"pod"`
+			State string `json:"state"`
+			Owner struct {
+				Kind string `json:"kind"`
+				Name string `json:"name"`
+			} `json:"owner"`
+		} `json:"findings"`
+	}
+	audit := func(args ...string) report {
+		t.Helper()
+		cmd := exec.CommandContext(t.Context(), os.Getenv("REGO_INJECTOR_BIN"), append([]string{"audit", "--kubeconfig", e.cluster.kubeconfig, "--namespace", "audit", "-o", "json"}, args...)...)
+		cmd.Env = cleanEnv()
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("rego-injector audit: %v\n%s", err, out)
+		}
+		var r report
+		if err := json.Unmarshal(out, &r); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		return r
+	}
+	r := audit()
+	if r.Pods["missing"] != 2 || r.Pods["current"] != 2 || len(r.Findings) != 2 {
+		t.Fatalf("audit at the running revision: %+v", r)
+	}
+	for _, f := range r.Findings {
+		if f.State != "missing" || f.Owner.Kind != "Deployment" || f.Owner.Name != "late" {
+			t.Errorf("finding %+v, want the late Deployment's pods missing", f)
+		}
+	}
+
+	// serve --audit-interval exports the same counts, over the whole cluster.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		resp, err := e.injector.httpClient().Get(e.injector.url + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if n := gauge(string(body), `rego_injector_audit_pods{state="missing"}`); n >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rego_injector_audit_pods{state=\"missing\"} never reached 2:\n%s", body)
+		}
+	}
+
+	r = audit("--bundle", bundleAt(t, "default-2"))
+	if r.Revision != "default-2" || r.Pods["missing"] != 2 || r.Pods["outdated"] != 2 {
+		t.Fatalf("audit against a newer revision: %+v", r)
+	}
+}
+
+// gauge reads the value of series from a Prometheus text exposition, -1 when absent.
+func gauge(text, series string) float64 {
+	for _, line := range strings.Split(text, "\n") {
+		if value, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(value, 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return -1
+}
+
+// bundleAt writes the default bundle, policies included and tests left out, at revision rev.
+func bundleAt(t *testing.T, rev string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join("..", "..", "bundles", "default"))); err != nil {
+		t.Fatal(err)
+	}
+	policies := filepath.Join("..", "..", "policies")
+	err := filepath.WalkDir(policies, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".rego") || strings.HasSuffix(path, "_test.rego") {
+			return err
+		}
+		rel, _ := filepath.Rel(policies, path)
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(rel)), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, rel), src, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := `{"revision": "` + rev + `", "roots": ["injector"]}`
+	if err := os.WriteFile(filepath.Join(dir, ".manifest"), []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
