@@ -11,8 +11,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/rego-injector/rego-injector/engine/certs"
 	"github.com/rego-injector/rego-injector/engine/audit"
+	"github.com/rego-injector/rego-injector/engine/certs"
 	"github.com/rego-injector/rego-injector/engine/cluster"
 	"github.com/rego-injector/rego-injector/engine/events"
 	"github.com/rego-injector/rego-injector/engine/injector"

@@ -46,7 +46,7 @@ func replica(name, pod string) map[string]any {
 		"apiVersion": "v1", "kind": "Pod",
 		"metadata": map[string]any{
 			"name": pod, "namespace": "shop",
-			"labels": map[string]any{"app": name, "pod-template-hash": "7d9f"},
+			"labels":          map[string]any{"app": name, "pod-template-hash": "7d9f"},
 			"ownerReferences": []any{map[string]any{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name + "-7d9f", "uid": "u", "controller": true}},
 		},
 		"spec": map[string]any{"containers": []any{map[string]any{"name": "app", "image": "nginx"}}},

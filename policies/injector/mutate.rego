@@ -3,17 +3,22 @@
 package injector.mutate
 
 import data.injector.lib
+import data.injector.overrides
 
 # METADATA
 # title: Injection decision
 # description: >-
-#   {"inject", "variant", "values", "reasons", "warnings"} for the pod in input. Defined for every
-#   input, with exactly one value and at least one reason. The checks run in priority order: the first
-#   that skips the pod decides.
+#   {"inject", "variant", "values", "reasons", "warnings"} for the pod in input, with "code" on a
+#   skip, "refused_overrides" once the pod is selected, and "deny" when a refused override refuses
+#   the pod. Defined for every input, with exactly one value and at least one reason. The checks run
+#   in priority order: the first that skips the pod decides.
 decision := skip(precondition.code, [precondition.reason], []) if {
 	precondition := precondition_skip
 } else := skip(selection.code, selection.reasons, array.concat(lib.switch_warnings, leftover_warnings)) if {
 	not selection.inject
+} else := refusal if {
+	lib.refusal_mode == "deny"
+	count(overrides.refused) > 0
 } else := injection
 
 # Reached only if a rule above is left undefined (say, by a modified bundle): the decision stays defined.
@@ -39,14 +44,28 @@ skip(code, reasons, warnings) := {
 injection := {
 	"inject": true,
 	"variant": variant.name,
-	"values": object.union_n(array.concat([lib.values], [override.values | some override in resource_overrides])),
+	"values": object.union_n(array.concat([lib.values], [override.values | some override in overrides.applied])),
 	"reasons": flatten([
 		selection.reasons,
 		reinjection_reasons,
 		[variant.reason],
-		[override.reason | some override in resource_overrides],
+		[override.reason | some override in overrides.applied],
 	]),
-	"warnings": flatten([lib.switch_warnings, variant_warnings, resource_warnings]),
+	"warnings": array.concat(lib.switch_warnings, overrides.warnings),
+	"refused_overrides": overrides.refused,
+}
+
+# A pod that would be injected but asks for an override it may not use, with config
+# overrides.refused: deny. The engine refuses it with the deny messages.
+refusal := {
+	"inject": false,
+	"code": "override_refused",
+	"variant": "",
+	"values": {},
+	"reasons": array.concat(selection.reasons, ["config overrides.refused is deny: a pod that asks for an override it may not use is refused"]),
+	"warnings": lib.switch_warnings,
+	"deny": [refused.reason | some refused in overrides.refused],
+	"refused_overrides": overrides.refused,
 }
 
 flatten(lists) := [item | some list in lists; some item in list]
@@ -156,29 +175,17 @@ reinjection_reasons := [sprintf(
 # METADATA
 # title: Template variant
 # description: >-
-#   {"name", "reason"}: a variant the pod asks for by annotation (when requestable), else native for
-#   run-to-completion owners, else the first image rule a container matches, else sidecar.
+#   {"name", "reason"}: a variant the pod asks for by annotation (when the request is allowed:
+#   overrides.rego), else native for run-to-completion owners, else the first image rule a container
+#   matches, else sidecar.
 variant := {"name": request.value, "reason": sprintf("pod annotation %s=%q asks for variant %s", [request.key, request.value, request.value])} if {
-	request := variant_request
-	request.value in lib.requestable_variants
+	request := overrides.requested_variant
+	not overrides.variant_refusal
 } else := {"name": "native", "reason": sprintf("owner %s runs to completion: native sidecar", [lib.owner_string])} if {
 	lib.owner.kind in lib.native_owner_kinds
 } else := {"name": match.variant, "reason": sprintf("container %q image %q matches %q: variant %s", [match.container, match.image, match.pattern, match.variant])} if {
 	match := image_match
 } else := {"name": "sidecar", "reason": "no variant requested, no run-to-completion owner and no image rule matched: default variant sidecar"}
-
-# The first variant annotation the pod has, as {"key", "value"}.
-variant_request := found[0] if {
-	found := [{"key": key, "value": value} | some key in lib.variant_annotations; value := lib.pod_annotations[key]]
-}
-
-variant_warnings := [sprintf(
-	"pod annotation %s=%q asks for a variant pods may not request (allowed: %s); ignoring it",
-	[request.key, request.value, concat(", ", sort([sprintf("%v", [name]) | some name in lib.requestable_variants]))],
-)] if {
-	request := variant_request
-	not request.value in lib.requestable_variants
-} else := []
 
 # The first image rule a container matches: config image_variants in order, then each rule's patterns
 # in order, then containers in order. A null delimiter list lets `*` match across `/` and `.`.
@@ -192,29 +199,4 @@ image_match := matches[0] if {
 		is_string(container.image)
 		glob.match(pattern, null, container.image)
 	]
-}
-
-# Kubernetes resource quantity: 100m, 0.5, 128Mi, 1G, 1e3.
-quantity_pattern := `^([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$`
-
-# Per-pod proxy resource overrides, as {"values", "reason"}, in annotation key order.
-resource_overrides := [{
-	"values": {"proxy": {"resources": {kind: {resource: value}}}},
-	"reason": sprintf("pod annotation %s=%q sets proxy %s.%s", [key, value, kind, resource]),
-} |
-	some key, path in lib.resource_annotations
-	value := lib.pod_annotations[key]
-	quantity(value)
-	[kind, resource] := path
-]
-
-resource_warnings := [sprintf("pod annotation %s=%q is not a resource quantity; ignoring it", [key, value]) |
-	some key, _ in lib.resource_annotations
-	value := lib.pod_annotations[key]
-	not quantity(value)
-]
-
-quantity(value) if {
-	is_string(value)
-	regex.match(quantity_pattern, value)
 }

@@ -2,6 +2,7 @@
 package injector.mutate_test
 
 import data.injector.mutate
+import data.injector.overrides
 
 enabled := {"istio-injection": "enabled"}
 
@@ -51,6 +52,7 @@ injected_by_default := {
 		"no variant requested, no run-to-completion owner and no image rule matched: default variant sidecar",
 	],
 	"warnings": [],
+	"refused_overrides": [],
 }
 
 # --- 1. operation ------------------------------------------------------------------------------------
@@ -250,6 +252,7 @@ test_label_opts_in_without_namespace_label if {
 			"no variant requested, no run-to-completion owner and no image rule matched: default variant sidecar",
 		],
 		"warnings": [],
+		"refused_overrides": [],
 	} with input as pod
 }
 
@@ -550,12 +553,12 @@ test_resource_annotations_ignored_when_not_injecting if {
 
 test_quantities if {
 	every good in ["1", "100m", "0.5", ".5", "128Mi", "1Gi", "2G", "1e3", "1E-3", "500u", "10n"] {
-		mutate.quantity(good)
+		overrides.quantity(good)
 	}
 	every bad in ["", "lots", "1.5.2", "-1", "1 Gi", "1gi", "Mi", "1Qi"] {
-		not mutate.quantity(bad)
+		not overrides.quantity(bad)
 	}
-	not mutate.quantity(100)
+	not overrides.quantity(100)
 }
 
 # --- robustness --------------------------------------------------------------------------------------

@@ -1,14 +1,19 @@
-# The validating policy: refuses pods that must have the sidecar but lack it, or whose containers would
-# slip past it, and warns about opt-ins, opt-outs and injections that look wrong. It looks only at pods
-# being created: the containers of an existing pod cannot change.
+# The validating policy: checks that pods that must have the sidecar have it, that no container would
+# slip past it, and that opt-ins, opt-outs and injections look right. It looks only at pods being
+# created: the containers of an existing pod cannot change.
+#
+# Every rule runs in an enforcement mode (Gatekeeper's vocabulary): "deny" refuses the pod, "warn"
+# returns the message as a warning, "dryrun" only records it. The mode comes from config enforcement
+# (per rule, then per namespace), else the rule's default below.
 package injector.validate
 
 import data.injector.lib
 
-# METADATA
-# title: Reasons to refuse the pod
-# description: Empty when the pod is allowed.
-deny contains msg if {
+# Every rule the pod breaks, as {"rule", "mode", "message"}, whatever the mode: the engine counts them
+# by rule and mode. One rule per name below.
+
+# require_sidecar: a namespace labelled to require the sidecar gets a pod without it.
+violations contains violation("require_sidecar", msg) if {
 	lib.is_pod
 	lib.creating
 	key := lib.require_sidecar_label
@@ -20,7 +25,8 @@ deny contains msg if {
 	)
 }
 
-deny contains msg if {
+# proxy_uid: a container of an injected pod runs as the proxy's UID, whose traffic is not redirected.
+violations contains violation("proxy_uid", msg) if {
 	lib.is_pod
 	lib.creating
 	lib.has_proxy
@@ -33,10 +39,8 @@ deny contains msg if {
 	)
 }
 
-# METADATA
-# title: Warnings returned with an allowed pod
-# description: Empty when there is nothing to say.
-warn contains msg if {
+# inject_annotation: the pod opts in or out with an annotation where a label would do.
+violations contains violation("inject_annotation", msg) if {
 	lib.is_pod
 	lib.creating
 	some key in lib.pod_keys
@@ -47,7 +51,8 @@ warn contains msg if {
 	)
 }
 
-warn contains msg if {
+# opted_out: the pod opted out in an enabled namespace.
+violations contains violation("opted_out", msg) if {
 	lib.is_pod
 	lib.creating
 	lib.namespace_enabled
@@ -58,7 +63,8 @@ warn contains msg if {
 	)
 }
 
-warn contains msg if {
+# sidecar_removed: the status annotation lists a container the pod no longer has.
+violations contains violation("sidecar_removed", msg) if {
 	lib.is_pod
 	lib.creating
 	some list in ["containers", "initContainers"]
@@ -72,6 +78,41 @@ warn contains msg if {
 		[lib.pod_description, lib.status_annotation, container_noun(list), name],
 	)
 }
+
+# METADATA
+# title: Reasons to refuse the pod
+# description: The messages of the violations in mode deny; empty when the pod is allowed.
+deny contains v.message if {
+	some v in violations
+	v.mode == "deny"
+}
+
+# METADATA
+# title: Warnings returned to the client
+# description: The messages of the violations in mode warn.
+warn contains v.message if {
+	some v in violations
+	v.mode == "warn"
+}
+
+# METADATA
+# title: Violations only recorded
+# description: The messages of the violations in mode dryrun, never shown to the client.
+dryrun contains v.message if {
+	some v in violations
+	v.mode == "dryrun"
+}
+
+violation(rule, msg) := {"rule": rule, "mode": lib.enforcement_mode(rule, default_mode(rule)), "message": msg}
+
+# The mode of each rule when config enforcement names none (or a value that is not a mode).
+default_mode(rule) := {
+	"require_sidecar": "deny",
+	"proxy_uid": "deny",
+	"inject_annotation": "warn",
+	"opted_out": "warn",
+	"sidecar_removed": "warn",
+}[rule]
 
 container_noun("initContainers") := "init container"
 

@@ -236,6 +236,123 @@ test_only_creation_is_checked if {
 	verdict(json.remove(everything_wrong, ["/request/operation"])) == allowed
 }
 
+# --- enforcement modes -------------------------------------------------------------------------------
+
+# A pod that breaks exactly one rule, by rule name.
+rule_cases := {
+	"require_sidecar": pod_input(required, {}, {"containers": [app]}),
+	"proxy_uid": pod_input({}, {}, {"initContainers": [init], "containers": [as_uid(app, 1337), proxy]}),
+	"inject_annotation": pod_input({}, {"annotations": {"sidecar.istio.io/inject": "true"}}, injected),
+	"opted_out": pod_input({"istio-injection": "enabled"}, {"labels": {"sidecar.istio.io/inject": "false"}}, {"containers": [app]}),
+	"sidecar_removed": pod_input({}, {"annotations": {"rego-injector.io/status": status}}, {"containers": [app]}),
+}
+
+default_modes := {
+	"require_sidecar": "deny",
+	"proxy_uid": "deny",
+	"inject_annotation": "warn",
+	"opted_out": "warn",
+	"sidecar_removed": "warn",
+}
+
+modes := ["deny", "warn", "dryrun"]
+
+# The messages of pod in each mode, and the violations, under the enforcement config given.
+enforced(pod, enforcement) := result if {
+	result := {
+		"deny": validate.deny,
+		"warn": validate.warn,
+		"dryrun": validate.dryrun,
+		"violations": validate.violations,
+	} with input as pod with data.injector.config.enforcement as enforcement
+}
+
+# All of pod's violations are of rule, in mode, and their messages are exactly those of mode.
+in_mode(result, rule, mode) if {
+	count(result.violations) > 0
+	every v in result.violations {
+		v.rule == rule
+		v.mode == mode
+	}
+	every m in modes {
+		result[m] == {v.message | some v in result.violations; v.mode == m}
+	}
+}
+
+test_shipped_modes_are_the_defaults if {
+	every rule, pod in rule_cases {
+		in_mode(enforced(pod, data.injector.config.enforcement), rule, default_modes[rule])
+		in_mode(enforced(pod, null), rule, default_modes[rule])
+	}
+}
+
+test_every_rule_in_every_mode if {
+	every rule, pod in rule_cases {
+		every mode in modes {
+			in_mode(enforced(pod, {"rules": {rule: mode}}), rule, mode)
+		}
+	}
+}
+
+test_violations_carry_rule_mode_and_message if {
+	enforced(rule_cases.require_sidecar, {"rules": {"require_sidecar": "dryrun"}}) == {
+		"deny": set(),
+		"warn": set(),
+		"dryrun": {`namespace "team-a" requires the istio-proxy sidecar (label rego-injector.io/require-sidecar=true), but pod "web-1" has no container named istio-proxy`},
+		"violations": {{
+			"rule": "require_sidecar",
+			"mode": "dryrun",
+			"message": `namespace "team-a" requires the istio-proxy sidecar (label rego-injector.io/require-sidecar=true), but pod "web-1" has no container named istio-proxy`,
+		}},
+	}
+}
+
+in_namespace(name, pod) := json.patch(pod, [
+	{"op": "replace", "path": "/namespace/name", "value": name},
+	{"op": "replace", "path": "/request/namespace", "value": name},
+])
+
+test_namespace_modes_beat_rule_modes if {
+	enforcement := {
+		"rules": {"require_sidecar": "deny", "sidecar_removed": "dryrun"},
+		"namespaces": {"legacy": {"require_sidecar": "warn", "sidecar_removed": "deny"}},
+	}
+	in_mode(enforced(in_namespace("legacy", rule_cases.require_sidecar), enforcement), "require_sidecar", "warn")
+	in_mode(enforced(in_namespace("legacy", rule_cases.sidecar_removed), enforcement), "sidecar_removed", "deny")
+	in_mode(enforced(rule_cases.require_sidecar, enforcement), "require_sidecar", "deny")
+	in_mode(enforced(rule_cases.sidecar_removed, enforcement), "sidecar_removed", "dryrun")
+
+	# A rule the namespace does not name keeps its mode there.
+	in_mode(enforced(in_namespace("legacy", rule_cases.proxy_uid), enforcement), "proxy_uid", "deny")
+}
+
+test_unknown_modes_fall_back if {
+	every enforcement in [
+		{"rules": {"require_sidecar": "block"}},
+		{"rules": {"require_sidecar": "Warn"}},
+		{"rules": {"require_sidecar": 1}},
+		{"rules": "warn"},
+		{"namespaces": {"team-a": {"require_sidecar": "off"}}},
+		{"namespaces": {"team-a": "warn"}},
+		{"namespaces": ["team-a"]},
+		"dryrun",
+		[],
+	] {
+		in_mode(enforced(rule_cases.require_sidecar, enforcement), "require_sidecar", "deny")
+	}
+
+	# An unknown namespace mode leaves the rule's configured mode.
+	in_mode(enforced(rule_cases.require_sidecar, {"rules": {"require_sidecar": "warn"}, "namespaces": {"team-a": {"require_sidecar": "wran"}}}), "require_sidecar", "warn")
+}
+
+test_one_pod_in_several_modes if {
+	result := enforced(everything_wrong, {"rules": {"inject_annotation": "dryrun", "require_sidecar": "warn"}})
+	count(result.deny) == 0
+	count(result.warn) == 4
+	count(result.dryrun) == 1
+	{v.rule | some v in result.violations} == {"require_sidecar", "inject_annotation", "opted_out", "sidecar_removed"}
+}
+
 test_verdict_is_always_defined if {
 	every pod in [
 		{},
@@ -247,5 +364,7 @@ test_verdict_is_always_defined if {
 		v := verdict(pod)
 		is_set(v.deny)
 		is_set(v.warn)
+		is_set(validate.dryrun) with input as pod
+		is_set(validate.violations) with input as pod
 	}
 }

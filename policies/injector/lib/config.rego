@@ -38,6 +38,61 @@ resource_annotations := setting("resource_annotations", {})
 
 require_sidecar_label := setting("require_sidecar_label", "")
 
+# Variants only some subjects may ask for: variant name to a subjects object (lib/subjects.rego).
+privileged_variants := setting("privileged_variants", {})
+
+# METADATA
+# title: One setting of an override
+# description: >-
+#   data.injector.config.overrides[name][key] when it has the same type as fallback, else fallback.
+override_setting(name, key, fallback) := value if {
+	value := data.injector.config.overrides[name][key]
+	type_name(value) == type_name(fallback)
+} else := fallback
+
+# What a refused override does to the pod: "deny" refuses the pod; "ignore" (and any other value)
+# injects it without the override, with a warning.
+refusal_mode := "deny" if {
+	data.injector.config.overrides.refused == "deny"
+} else := "ignore"
+
+# Image prefixes a proxy image override must start with; none: no image override is allowed.
+proxy_image_registries := [prefix | some prefix in override_setting("proxy_image", "registries", []); is_string(prefix)]
+
+# Proxy log levels a pod may ask for; Envoy's own levels when the config lists none.
+log_levels := [level | some level in override_setting("log_level", "levels", envoy_log_levels); is_string(level)]
+
+envoy_log_levels := ["trace", "debug", "info", "warning", "error", "critical", "off"]
+
+# METADATA
+# title: Largest proxy resource a pod may ask for
+# description: >-
+#   config overrides.resources.max[resource] (cpu, memory) as text: a YAML number (cpu: 4) reads
+#   as its text, and anything else that is not a quantity makes every override of that resource
+#   refused. Undefined when there is no maximum.
+resource_maximum(resource) := max if {
+	max := override_setting("resources", "max", {})[resource]
+	is_string(max)
+} else := sprintf("%v", [max]) if {
+	max := override_setting("resources", "max", {})[resource]
+}
+
+# Enforcement modes of the validating rules (Gatekeeper's): refuse the pod, warn, or only record.
+enforcement_modes := {"dryrun", "warn", "deny"}
+
+# METADATA
+# title: Enforcement mode of a validating rule
+# description: >-
+#   config enforcement.namespaces[<pod's namespace>][rule], else enforcement.rules[rule], else
+#   fallback (the rule's own default); a value that is not a mode is skipped.
+enforcement_mode(rule, fallback) := mode if {
+	mode := data.injector.config.enforcement.namespaces[namespace_name][rule]
+	mode in enforcement_modes
+} else := mode if {
+	mode := data.injector.config.enforcement.rules[rule]
+	mode in enforcement_modes
+} else := fallback
+
 # The template values every decision starts from.
 values := v if {
 	v := data.injector.values

@@ -1,0 +1,256 @@
+# Overrides: pod annotations that change a setting of the sidecar (variant, proxy image, resources,
+# log level, traffic redirect). One is honoured only when config overrides lets the request use it
+# and its value passes the override's check; otherwise it is refused, and config overrides.refused
+# says whether the mutating policy injects the pod without it (with a warning) or denies it.
+package injector.overrides
+
+import data.injector.lib
+
+# The annotations Istio defines for per-pod settings: which override governs each, how its value is
+# checked, where it goes in values, and what it does (for reasons). An "append" value is added to
+# the default list in values instead of replacing it, as Istio does, so that a pod cannot stop the
+# proxy's own ports from being excluded.
+istio_overrides := {
+	"sidecar.istio.io/proxyImage": {
+		"override": "proxy_image", "check": "image",
+		"path": ["proxy", "image"], "effect": "sets the proxy image",
+	},
+	"sidecar.istio.io/logLevel": {
+		"override": "log_level", "check": "log_level",
+		"path": ["proxy", "logLevel"], "effect": "sets the proxy log level",
+	},
+	"traffic.sidecar.istio.io/excludeInboundPorts": {
+		"override": "excluded_ports", "check": "ports", "append": true,
+		"path": ["init", "excludeInboundPorts"], "effect": "adds inbound ports excluded from the redirect",
+	},
+	"traffic.sidecar.istio.io/excludeOutboundPorts": {
+		"override": "excluded_ports", "check": "ports", "append": true,
+		"path": ["init", "excludeOutboundPorts"], "effect": "adds outbound ports excluded from the redirect",
+	},
+	"traffic.sidecar.istio.io/includeInboundPorts": {
+		"override": "redirect", "check": "ports_or_all",
+		"path": ["init", "includeInboundPorts"], "effect": "sets the inbound ports redirected to the proxy",
+	},
+	"traffic.sidecar.istio.io/includeOutboundIPRanges": {
+		"override": "redirect", "check": "ranges_or_all",
+		"path": ["init", "includeOutboundIPRanges"], "effect": "sets the outbound IP ranges redirected to the proxy",
+	},
+	"traffic.sidecar.istio.io/excludeOutboundIPRanges": {
+		"override": "redirect", "check": "ranges",
+		"path": ["init", "excludeOutboundIPRanges"], "effect": "sets the outbound IP ranges excluded from the redirect",
+	},
+}
+
+# The resource annotations of config resource_annotations, in the same shape.
+resource_overrides := {key: {
+	"override": "resources", "check": "quantity", "resource": resource,
+	"path": ["proxy", "resources", kind, resource], "effect": sprintf("sets proxy %s.%s", [kind, resource]),
+} |
+	some key, path in lib.resource_annotations
+	[kind, resource] := path
+	is_string(kind)
+	is_string(resource)
+}
+
+override_annotations := object.union(istio_overrides, resource_overrides)
+
+# METADATA
+# title: The pod's overrides, judged
+# description: >-
+#   {"entry", "annotation", "value", "refusal"} for each override annotation the pod has, in
+#   annotation key order; refusal is "" for an override that is honoured.
+judged := [{"entry": entry, "annotation": key, "value": value, "refusal": override_refusal(entry, key, value)} |
+	some key, entry in override_annotations
+	value := lib.pod_annotations[key]
+]
+
+# The overrides honoured, as {"values", "reason"}.
+applied := [{
+	"values": nest(override.entry.path, override_value(override.entry, override.value)),
+	"reason": sprintf("pod annotation %s=%q %s", [override.annotation, override.value, override.entry.effect]),
+} |
+	some override in judged
+	override.refusal == ""
+]
+
+# METADATA
+# title: Refused overrides
+# description: >-
+#   {"annotation", "value", "reason"} for each override refused: the variant request first, then
+#   the others in annotation key order. The decision returns them as refused_overrides.
+refused := array.concat(refused_variant, [{"annotation": override.annotation, "value": text(override.value), "reason": override.refusal} |
+	some override in judged
+	override.refusal != ""
+])
+
+refused_variant := [{"annotation": request.key, "value": text(request.value), "reason": variant_refusal}] if {
+	request := requested_variant
+} else := []
+
+# An annotation value as text: the Kubernetes API only has strings, but a test or a tool may not.
+text(value) := value if {
+	is_string(value)
+} else := json.marshal(value)
+
+# In "ignore" mode, each refused override is a warning.
+warnings := [sprintf("%s; ignoring it", [r.reason]) | some r in refused]
+
+# Why the override annotation key=value is refused; "" when it is honoured. The request must be
+# allowed to use the override, then the value must pass its check.
+override_refusal(entry, key, value) := sprintf(
+	"pod annotation %s=%q is reserved to the subjects listed in config overrides.%s.subjects: %s are not listed",
+	[key, value, entry.override, lib.subject_description],
+) if {
+	not lib.may_override(entry.override)
+} else := sprintf("pod annotation %s=%v is not a string", [key, value]) if {
+	not is_string(value)
+} else := sprintf("pod annotation %s=%q %s", [key, value, problem]) if {
+	problem := value_problem(entry, value)
+} else := ""
+
+# What is wrong with value for the override entry; undefined when it is fine.
+value_problem(entry, value) := "is not an image reference" if {
+	entry.check == "image"
+	not regex.match(image_reference_pattern, value)
+} else := sprintf("names an image outside the allowed registries (%s)", [listing(lib.proxy_image_registries, "config overrides.proxy_image.registries lists none")]) if {
+	entry.check == "image"
+	not registry_allowed(value)
+} else := sprintf("is not an allowed log level (allowed: %s)", [listing(lib.log_levels, "none")]) if {
+	entry.check == "log_level"
+	not value in lib.log_levels
+} else := "is not a comma-separated list of ports (1-65535)" if {
+	entry.check == "ports"
+	not port_list(value)
+} else := "is neither * nor a comma-separated list of ports (1-65535)" if {
+	entry.check == "ports_or_all"
+	value != "*"
+	not port_list(value)
+} else := "is not a comma-separated list of IP ranges in CIDR notation" if {
+	entry.check == "ranges"
+	not range_list(value)
+} else := "is neither * nor a comma-separated list of IP ranges in CIDR notation" if {
+	entry.check == "ranges_or_all"
+	value != "*"
+	not range_list(value)
+} else := "is not a resource quantity" if {
+	entry.check == "quantity"
+	not quantity(value)
+} else := sprintf("cannot be checked: config overrides.resources.max.%s, %q, is not a quantity", [entry.resource, max]) if {
+	entry.check == "quantity"
+	max := lib.resource_maximum(entry.resource)
+	not quantity(max)
+} else := sprintf("is above the largest proxy %s a pod may ask for, %s (config overrides.resources.max.%s)", [entry.resource, max, entry.resource]) if {
+	entry.check == "quantity"
+	max := lib.resource_maximum(entry.resource)
+	quantity_value(value) > quantity_value(max)
+}
+
+listing(items, none) := concat(", ", items) if {
+	count(items) > 0
+} else := none
+
+# The value an honoured override puts in values: lists without their spaces, and an "append" list
+# after the default one.
+override_value(entry, value) := concat(",", [items | some items in [shipped, concat(",", list_items(value))]; items != ""]) if {
+	entry.append
+	shipped := object.get(lib.values, entry.path, "")
+	is_string(shipped)
+} else := concat(",", list_items(value)) if {
+	entry.check in {"ports", "ports_or_all", "ranges", "ranges_or_all"}
+} else := value
+
+nest([a, b], value) := {a: {b: value}}
+
+nest([a, b, c, d], value) := {a: {b: {c: {d: value}}}}
+
+# --- the variant request -----------------------------------------------------------------------------
+
+# The first variant annotation the pod has, as {"key", "value"}.
+requested_variant := found[0] if {
+	found := [{"key": key, "value": value} | some key in lib.variant_annotations; value := lib.pod_annotations[key]]
+}
+
+# Why the pod's variant request is refused; undefined when it is honoured (or when there is none).
+# A privileged variant may be asked for only by the subjects config privileged_variants lists for it;
+# any other must be in requestable_variants, and the request allowed to use overrides.variant.
+variant_refusal := sprintf(
+	"pod annotation %s=%q asks for variant %s, which is reserved to the subjects listed in config privileged_variants[%q]: %s are not listed",
+	[request.key, request.value, request.value, request.value, lib.subject_description],
+) if {
+	request := requested_variant
+	privileged_variant(request.value)
+	not lib.subject_listed(lib.privileged_variants[request.value])
+} else := sprintf(
+	"pod annotation %s=%q asks for a variant pods may not request (allowed: %s)",
+	[request.key, request.value, concat(", ", sort([sprintf("%v", [name]) | some name in lib.requestable_variants]))],
+) if {
+	request := requested_variant
+	not privileged_variant(request.value)
+	not request.value in lib.requestable_variants
+} else := sprintf(
+	"pod annotation %s=%q is reserved to the subjects listed in config overrides.variant.subjects: %s are not listed",
+	[request.key, request.value, lib.subject_description],
+) if {
+	request := requested_variant
+	not privileged_variant(request.value)
+	not lib.may_override("variant")
+}
+
+privileged_variant(name) if _ = lib.privileged_variants[name]
+
+# --- value checks ------------------------------------------------------------------------------------
+
+# An image reference as the container runtime reads it (distribution/reference): an optional
+# registry host (and port), lower-case path components, an optional tag and an optional digest.
+image_reference_pattern := concat("", [
+	`^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?/)?`,
+	`[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*`,
+	`(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?`,
+	`(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$`,
+])
+
+# The image starts with one of the allowed prefixes, compared as written ("istio/proxyv2" is not
+# "docker.io/istio/proxyv2").
+registry_allowed(image) if {
+	some prefix in lib.proxy_image_registries
+	startswith(image, prefix)
+}
+
+# The items of a comma-separated list, without surrounding spaces; none for an empty value.
+list_items(value) := [] if {
+	trim_space(value) == ""
+} else := [trim_space(item) | some item in split(value, ",")]
+
+port_list(value) if {
+	every item in list_items(value) {
+		port(item)
+	}
+}
+
+port(item) if {
+	regex.match(`^[0-9]{1,5}$`, item)
+	to_number(item) >= 1
+	to_number(item) <= 65535
+}
+
+range_list(value) if {
+	every item in list_items(value) {
+		net.cidr_is_valid(item)
+	}
+}
+
+# Kubernetes resource quantity: 100m, 0.5, 128Mi, 1G, 1e3.
+quantity_pattern := `^([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$`
+
+quantity(value) if {
+	is_string(value)
+	regex.match(quantity_pattern, value)
+}
+
+# The number a quantity stands for (cpu in cores, memory in bytes). units.parse knows every suffix
+# Kubernetes does but u (micro) and n (nano).
+quantity_value(value) := units.parse(trim_suffix(value, "u")) / 1000000 if {
+	endswith(value, "u")
+} else := units.parse(trim_suffix(value, "n")) / 1000000000 if {
+	endswith(value, "n")
+} else := units.parse(value)
