@@ -87,8 +87,11 @@ func checkCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			denied++
 		}
 	}
-	if denied+failed > 0 {
-		return fmt.Errorf("%w: %d of %d refused, %d files or documents could not be checked", errDenied, denied, len(all)-failed, failed)
+	switch {
+	case failed > 0:
+		return fmt.Errorf("%w: %d of %d workloads refused; %d files or documents could not be checked", errDenied, denied, len(all)-failed, failed)
+	case denied > 0:
+		return fmt.Errorf("%w: %d of %d workloads refused", errDenied, denied, len(all))
 	}
 	return nil
 }

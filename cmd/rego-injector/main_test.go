@@ -140,7 +140,7 @@ spec: {containers: [{name: sh, image: busybox}]}
 	}
 
 	code, out, stderr = runCmd(t, "", "check", "-f", dir, "--namespace-labels", required, "-o", "junit")
-	if code != 1 || !strings.Contains(stderr, "1 of 3 refused") {
+	if code != 1 || !strings.Contains(stderr, "1 of 3 workloads refused") {
 		t.Fatalf("exit %d, want 1 naming one refusal: %s", code, stderr)
 	}
 	var report struct {

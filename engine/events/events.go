@@ -105,7 +105,7 @@ func (r *Recorder) emit(o Outcome) {
 	d := o.Decision
 	ref, pod := subject(o)
 	for _, ro := range d.RefusedOverrides {
-		r.recorder.Eventf(ref, corev1.EventTypeWarning, ReasonOverrideRefused, "%s: annotation %s=%q refused: %s", pod, ro.Annotation, ro.Value, ro.Reason)
+		r.recorder.Eventf(ref, corev1.EventTypeWarning, ReasonOverrideRefused, "%s: %s", pod, ro.Reason)
 	}
 	switch {
 	case len(d.Deny) > 0:

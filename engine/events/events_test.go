@@ -24,9 +24,9 @@ func TestOutcomes(t *testing.T) {
 			[]string{"Normal InjectionSkipped pod db not injected (opted_out): pod label says false involvedObject{kind=Namespace,apiVersion=v1}"}},
 		"quiet": {events.Outcome{Namespace: "shop", Raw: []byte(replica), Decision: policy.Decision{Code: "namespace_not_enabled", Reasons: []string{"r"}}}, nil},
 		"refused and ignored": {events.Outcome{Namespace: "shop", Raw: []byte(replica), Injected: true, Revision: "r1",
-			Decision: policy.Decision{Inject: true, Variant: "sidecar", RefusedOverrides: []policy.RefusedOverride{{Annotation: "sidecar.istio.io/proxyImage", Value: "evil/proxy", Reason: "registry not allowed"}}}},
+			Decision: policy.Decision{Inject: true, Variant: "sidecar", RefusedOverrides: []policy.RefusedOverride{{Annotation: "sidecar.istio.io/proxyImage", Value: "evil/proxy", Reason: `pod annotation sidecar.istio.io/proxyImage="evil/proxy" names an image outside the allowed registries`}}}},
 			[]string{
-				`Warning OverrideRefused pod web-7d9f-*: annotation sidecar.istio.io/proxyImage="evil/proxy" refused: registry not allowed involvedObject{kind=ReplicaSet,apiVersion=apps/v1}`,
+				`Warning OverrideRefused pod web-7d9f-*: pod annotation sidecar.istio.io/proxyImage="evil/proxy" names an image outside the allowed registries involvedObject{kind=ReplicaSet,apiVersion=apps/v1}`,
 				"Normal Injected pod web-7d9f-* injected with variant sidecar at revision r1 involvedObject{kind=ReplicaSet,apiVersion=apps/v1}",
 			}},
 		"denied": {events.Outcome{Namespace: "shop", Raw: []byte(replica), Decision: policy.Decision{Code: "override_refused", Deny: []string{"no"}}},

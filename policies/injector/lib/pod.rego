@@ -73,6 +73,12 @@ pod_description := sprintf("pod %q", [name]) if {
 	name := input.request.name
 	is_string(name)
 	name != ""
+} else := sprintf("the pod of %s/%s", [kind, name]) if {
+	kind := input.owner.kind
+	name := input.owner.name
+	is_string(kind)
+	is_string(name)
+	name != ""
 } else := "unnamed pod"
 
 containers := [c | some c in input.object.spec.containers; is_object(c)]

@@ -48,6 +48,8 @@ test_pod_description if {
 	lib.pod_description == `pod "web-" (generateName)` with input as pod_with({"name": "", "generateName": "web-"})
 	lib.pod_description == `pod "from-request"` with input as {"request": {"name": "from-request"}, "object": {}}
 	lib.pod_description == "unnamed pod" with input as {}
+	lib.pod_description == "the pod of Deployment/web" with input as {"owner": {"kind": "Deployment", "name": "web"}}
+	lib.pod_description == "unnamed pod" with input as {"owner": {"kind": "Deployment", "name": ""}}
 }
 
 test_containers if {
