@@ -14,6 +14,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/yaml"
 )
 
 // TestAudit: pods created before their namespace was enabled are reported missing; pods injected
@@ -126,12 +127,21 @@ func gauge(text, series string) float64 {
 	return -1
 }
 
-// bundleAt writes the default bundle, policies included and tests left out, at revision rev.
+// bundleAt writes the default bundle at revision rev, as writeBundle does, to a test directory.
 func bundleAt(t *testing.T, rev string) string {
 	t.Helper()
 	dir := t.TempDir()
-	if err := os.CopyFS(dir, os.DirFS(filepath.Join("..", "..", "bundles", "default"))); err != nil {
+	if err := writeBundle(dir, rev, nil); err != nil {
 		t.Fatal(err)
+	}
+	return dir
+}
+
+// writeBundle writes the default bundle, policies included and tests left out, at revision rev into
+// dir; edit, when not nil, changes its settings (data.injector.config) first.
+func writeBundle(dir, rev string, edit func(config map[string]any)) error {
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join("..", "..", "bundles", "default"))); err != nil {
+		return err
 	}
 	policies := filepath.Join("..", "..", "policies")
 	err := filepath.WalkDir(policies, func(path string, d fs.DirEntry, err error) error {
@@ -149,11 +159,26 @@ func bundleAt(t *testing.T, rev string) string {
 		return os.WriteFile(filepath.Join(dir, rel), src, 0o644)
 	})
 	if err != nil {
-		t.Fatal(err)
+		return err
+	}
+	if edit != nil {
+		path := filepath.Join(dir, "injector", "config", "data.yaml")
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		var config map[string]any
+		if err := yaml.Unmarshal(raw, &config); err != nil {
+			return err
+		}
+		edit(config)
+		if raw, err = yaml.Marshal(config); err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, raw, 0o644); err != nil {
+			return err
+		}
 	}
 	manifest := `{"revision": "` + rev + `", "roots": ["injector"]}`
-	if err := os.WriteFile(filepath.Join(dir, ".manifest"), []byte(manifest), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return os.WriteFile(filepath.Join(dir, ".manifest"), []byte(manifest), 0o644)
 }

@@ -52,8 +52,20 @@ func startInjector(ctx context.Context, c *cluster, bin, dir string) (*injectorP
 		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	// The default bundle, with enforcement modes for the namespaces of TestEnforcementModes.
+	bundle := filepath.Join(dir, "bundle")
+	err = writeBundle(bundle, "default-1", func(config map[string]any) {
+		config["enforcement"].(map[string]any)["namespaces"] = map[string]any{
+			"modes-warn":   map[string]any{"proxy_uid": "warn"},
+			"modes-dryrun": map[string]any{"proxy_uid": "dryrun"},
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
 	p, err := start(dir, "rego-injector", cleanEnv(), bin, "serve",
 		"--listen", addr,
+		"--bundle", bundle,
 		"--tls-cert-file", filepath.Join(dir, "tls.crt"), "--tls-key-file", filepath.Join(dir, "tls.key"),
 		"--kubeconfig", c.kubeconfig,
 		"--injector-namespace", "rego-injector-system",

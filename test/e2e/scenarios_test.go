@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -301,5 +302,76 @@ func TestNamespaceLabelChange(t *testing.T) {
 			t.Fatal("pods in the namespace still not injected 10 s after it was enabled")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestEnforcementModes: the same violation (a container running as the proxy's UID) is denied by
+// default, admitted with a warning where the bundle sets the rule to warn, and admitted silently but
+// counted where it is dryrun.
+func TestEnforcementModes(t *testing.T) {
+	e := need(t)
+	sneaky := `apiVersion: v1
+kind: Pod
+metadata: {name: sneaky}
+spec:
+  containers:
+  - name: app
+    image: nginx
+    securityContext: {runAsUser: 1337}
+`
+	for _, tc := range []struct {
+		ns, mode string
+	}{{"modes-deny", "deny"}, {"modes-warn", "warn"}, {"modes-dryrun", "dryrun"}} {
+		namespace(t, tc.ns, map[string]string{"istio-injection": "enabled"})
+		_, stderr, err := e.cluster.kubectl(t.Context(), sneaky, "apply", "-n", tc.ns, "-f", "-")
+		switch tc.mode {
+		case "deny":
+			if err == nil || !strings.Contains(stderr, "denied the request") {
+				t.Errorf("%s: want a denial, got err %v, %q", tc.ns, err, stderr)
+			}
+		case "warn":
+			if err != nil || !strings.Contains(stderr, "Warning:") || !strings.Contains(stderr, "UID 1337") {
+				t.Errorf("%s: want the pod admitted with a warning naming UID 1337, got err %v, %q", tc.ns, err, stderr)
+			}
+		case "dryrun":
+			if err != nil || strings.Contains(stderr, "1337") {
+				t.Errorf("%s: want the pod admitted silently, got err %v, %q", tc.ns, err, stderr)
+			}
+		}
+	}
+	resp, err := e.injector.httpClient().Get(e.injector.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, mode := range []string{"deny", "warn", "dryrun"} {
+		if n := gauge(string(body), `rego_injector_policy_violations_total{mode="`+mode+`",rule="proxy_uid"}`); n < 1 {
+			t.Errorf("policy_violations_total{rule=proxy_uid,mode=%s} = %v, want at least 1", mode, n)
+		}
+	}
+}
+
+// TestOverrideRefused: a proxy image from a registry the bundle does not allow is ignored: the pod
+// gets the default image, the client a warning, and its namespace (a bare pod has no controller) an event.
+func TestOverrideRefused(t *testing.T) {
+	e := need(t)
+	namespace(t, "overrides", map[string]string{"istio-injection": "enabled"})
+	pod := fmt.Sprintf(podYAML, "custom", "custom", "\n  annotations: {sidecar.istio.io/proxyImage: \"evil.example.com/proxy:1\"}", "nginx")
+	_, stderr, err := e.cluster.kubectl(t.Context(), pod, "apply", "-n", "overrides", "-f", "-")
+	if err != nil || !strings.Contains(stderr, "outside the allowed registries") {
+		t.Fatalf("want the pod admitted with a warning about the registry: err %v, %q", err, stderr)
+	}
+	got := getPod(t, "overrides", "custom")
+	for _, c := range got.Spec.Containers {
+		if c.Name == "istio-proxy" && c.Image != "docker.io/istio/proxyv2:1.28.0" {
+			t.Errorf("proxy image %q, want the default", c.Image)
+		}
+	}
+	if !hasContainer(got, "istio-proxy") {
+		t.Fatal("pod not injected")
+	}
+	if ev := waitEvent(t, "overrides", "OverrideRefused", "Namespace"); ev.Type != corev1.EventTypeWarning || !strings.Contains(ev.Message, "evil.example.com/proxy:1") {
+		t.Errorf("event %s: %q", ev.Type, ev.Message)
 	}
 }
