@@ -92,7 +92,7 @@ precondition_skip := {"code": "operation", "reason": "the request names no opera
 } else := {"code": "already_injected", "reason": sprintf("pod is already injected at revision %q", [lib.revision])} if {
 	lib.status.revision == lib.revision
 } else := {"code": "status_unreadable", "reason": sprintf(
-	"pod annotation %s is not a JSON object with a revision: the injected containers cannot be safely stripped and re-injected, so the pod is left as it is",
+	"pod annotation %s is not the status this injector writes (a JSON object with a revision, and lists of names): the injected containers cannot be safely stripped and re-injected, so the pod is left as it is",
 	[lib.status_annotation],
 )} if {
 	lib.status_invalid

@@ -208,7 +208,7 @@ test_other_revision_no_longer_selected_warns if {
 }
 
 test_unreadable_status_is_skipped if {
-	reason := "pod annotation rego-injector.io/status is not a JSON object with a revision: the injected containers cannot be safely stripped and re-injected, so the pod is left as it is"
+	reason := "pod annotation rego-injector.io/status is not the status this injector writes (a JSON object with a revision, and lists of names): the injected containers cannot be safely stripped and re-injected, so the pod is left as it is"
 	every raw in [`{"revision": "default-1"`, "{}", "not json", `["default-1"]`] {
 		object.remove(mutate.decision, {"code"}) == skipped([reason], []) with input as labelled({}, {"rego-injector.io/status": raw})
 	}

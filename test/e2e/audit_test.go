@@ -182,3 +182,37 @@ func writeBundle(dir, rev string, edit func(config map[string]any)) error {
 	manifest := `{"revision": "` + rev + `", "roots": ["injector"]}`
 	return os.WriteFile(filepath.Join(dir, ".manifest"), []byte(manifest), 0o644)
 }
+
+// TestCheckAgainstCluster: check reads the namespaces' labels from the cluster: the same manifest
+// passes in an enabled namespace and is refused where the namespace requires the sidecar and the
+// pod opts out.
+func TestCheckAgainstCluster(t *testing.T) {
+	e := need(t)
+	namespace(t, "check-open", map[string]string{"istio-injection": "enabled"})
+	namespace(t, "check-strict", map[string]string{"istio-injection": "enabled", "rego-injector.io/require-sidecar": "true"})
+	manifest := filepath.Join(t.TempDir(), "app.yaml")
+	app := `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: app, namespace: NS}
+spec:
+  selector: {matchLabels: {app: app}}
+  template:
+    metadata: {labels: {app: app, sidecar.istio.io/inject: "false"}}
+    spec:
+      containers: [{name: app, image: nginx}]
+`
+	for ns, wantExit := range map[string]int{"check-open": 0, "check-strict": 1} {
+		if err := os.WriteFile(manifest, []byte(strings.ReplaceAll(app, "NS", ns)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.CommandContext(t.Context(), os.Getenv("REGO_INJECTOR_BIN"), "check", "--kubeconfig", e.cluster.kubeconfig, "-f", manifest, "-o", "junit")
+		cmd.Env = cleanEnv()
+		out, _ := cmd.Output()
+		if code := cmd.ProcessState.ExitCode(); code != wantExit {
+			t.Errorf("%s: exit %d, want %d\n%s", ns, code, wantExit, out)
+		}
+		if wantExit == 1 && !strings.Contains(string(out), "requires the istio-proxy sidecar") {
+			t.Errorf("%s: the report does not say why:\n%s", ns, out)
+		}
+	}
+}

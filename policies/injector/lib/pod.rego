@@ -147,13 +147,39 @@ invalid_switch_fallback := sprintf("using %s instead", [switch_string(pod_switch
 	pod_switch
 } else := "using the default"
 
-# The injection status the engine recorded on the pod, when it is a JSON object with a revision.
+# The injection status the engine recorded on the pod, when it is a JSON object with a revision and
+# every other field has the type the engine reads (a hand-edited annotation may not).
 status := parsed if {
 	raw := pod_annotations[status_annotation]
 	is_string(raw)
 	json.is_valid(raw)
 	parsed := json.unmarshal(raw)
+	is_object(parsed)
 	is_string(parsed.revision)
+	nullable(object.get(parsed, "variant", null), "string")
+	every key in status_lists {
+		string_list(object.get(parsed, key, null))
+	}
+	replaced := object.get(parsed, "replaced", null)
+	nullable(replaced, "object")
+	every _, containers in object.get(parsed, "replaced", {}) {
+		nullable(containers, "object")
+	}
+}
+
+status_lists := ["containers", "initContainers", "volumes", "imagePullSecrets", "labels", "annotations", "reasons"]
+
+# value is null or of type name.
+nullable(value, name) if type_name(value) in {"null", name}
+
+# value is null or a list of strings.
+string_list(value) if value == null
+
+string_list(value) if {
+	is_array(value)
+	every item in value {
+		is_string(item)
+	}
 }
 
 # The pod carries a status annotation this policy cannot read.

@@ -136,7 +136,15 @@ test_status_parsing if {
 	not lib.status with input as {}
 	not lib.status_invalid with input as {}
 
-	every raw in [`{"revision":`, "{}", `{"revision": 1}`, `"r1"`, "[]"] {
+	full := `{"revision":"r1","variant":"sidecar","containers":null,"reasons":["x"],"replaced":{"containers":{"istio-proxy":{"name":"istio-proxy"}}}}`
+	lib.status.variant == "sidecar" with input as pod_with({"annotations": {"rego-injector.io/status": full}})
+
+	every raw in [
+		`{"revision":`, "{}", `{"revision": 1}`, `"r1"`, "[]",
+		`{"revision":"r1","containers":"istio-proxy"}`, `{"revision":"r1","volumes":[1]}`,
+		`{"revision":"r1","variant":7}`, `{"revision":"r1","replaced":[]}`,
+		`{"revision":"r1","replaced":{"containers":["istio-proxy"]}}`,
+	] {
 		not lib.status with input as pod_with({"annotations": {"rego-injector.io/status": raw}})
 		lib.status_invalid with input as pod_with({"annotations": {"rego-injector.io/status": raw}})
 	}
