@@ -46,7 +46,10 @@ func Compile(ctx context.Context, bundles ...*bundle.Bundle) (*Policy, error) {
 	}
 	var opts []func(*rego.Rego)
 	var revisions []string
+	served := make([]*bundle.Bundle, len(bundles))
 	for i, b := range bundles {
+		b = withoutTests(b)
+		served[i] = b
 		name := fmt.Sprintf("bundle-%d", i)
 		opts = append(opts, rego.ParsedBundle(name, b))
 		if b.Manifest.Revision != "" {
@@ -61,7 +64,7 @@ func Compile(ctx context.Context, bundles ...*bundle.Bundle) (*Policy, error) {
 		}
 		return pq, nil
 	}
-	p := &Policy{revision: strings.Join(revisions, "+"), pure: pure(bundles)}
+	p := &Policy{revision: strings.Join(revisions, "+"), pure: pure(served)}
 	var err error
 	if p.mutate, err = prepare(MutateQuery); err != nil {
 		return nil, err
@@ -77,6 +80,23 @@ func Compile(ctx context.Context, bundles ...*bundle.Bundle) (*Policy, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// withoutTests is b without its `_test.rego` modules, which are for `opa test`: a bundle read from
+// a directory or a file never has them, but one downloaded from a bundle server may.
+func withoutTests(b *bundle.Bundle) *bundle.Bundle {
+	kept := make([]bundle.ModuleFile, 0, len(b.Modules))
+	for _, m := range b.Modules {
+		if !strings.HasSuffix(m.Path, "_test.rego") {
+			kept = append(kept, m)
+		}
+	}
+	if len(kept) == len(b.Modules) {
+		return b
+	}
+	c := *b
+	c.Modules = kept
+	return &c
 }
 
 // Pure reports whether the bundles' answers depend on nothing but their data and the input less

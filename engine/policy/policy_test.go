@@ -205,3 +205,25 @@ func TestPure(t *testing.T) {
 		}
 	}
 }
+
+// TestTestModulesNotServed: a bundle from a bundle server may carry its `_test.rego` files; they are
+// not compiled, so they neither fail the bundle nor make its policy impure.
+func TestTestModulesNotServed(t *testing.T) {
+	b := bundleOf(t, `decision := {"inject": false, "reasons": ["r"]}`)
+	src := "package injector.mutate_test\n\ntest_clock if time.now_ns() > 0\n\ntest_broken if no_such_function(1)\n"
+	m, err := ast.ParseModuleWithOpts("mutate_test.rego", src, ast.ParserOptions{RegoVersion: ast.RegoV1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Modules = append(b.Modules, bundle.ModuleFile{URL: "mutate_test.rego", Path: "mutate_test.rego", Raw: []byte(src), Parsed: m})
+	p, err := policy.Compile(t.Context(), b)
+	if err != nil {
+		t.Fatalf("a bundle with a test module was refused: %v", err)
+	}
+	if !p.Pure() {
+		t.Error("a test module made the policy impure")
+	}
+	if len(b.Modules) != 3 {
+		t.Errorf("Compile changed the caller's bundle: %d modules", len(b.Modules))
+	}
+}
