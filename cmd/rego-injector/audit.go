@@ -5,28 +5,24 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/rego-injector/rego-injector/engine/audit"
-	"github.com/rego-injector/rego-injector/engine/injector"
 )
 
 func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
 	kubeconfig := fs.String("kubeconfig", "", "the cluster to audit (default $KUBECONFIG, or the pod's service account in a cluster)")
 	namespace := fs.String("namespace", "", "audit only this namespace (default: all)")
-	ownNamespace := fs.String("injector-namespace", os.Getenv("POD_NAMESPACE"), "the namespace the webhook runs in, as serve's --injector-namespace (policy excludes it)")
 	output := fs.String("o", "table", "output format: table or json")
-	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
-	var bf bundleFlags
-	bf.register(fs, false)
+	var e engineFlags
+	e.register(fs)
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
 	if *output != "table" && *output != "json" {
 		return fmt.Errorf("%w: -o %q: want table or json", errUsage, *output)
 	}
-	log, err := newLogger(stderr, *logLevel)
+	log, err := newLogger(stderr, e.logLevel)
 	if err != nil {
 		return err
 	}
@@ -41,19 +37,11 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	p, err := bf.loadPolicy(ctx)
+	inj, err := e.injector(ctx, ns, log)
 	if err != nil {
 		return err
 	}
-	inj := injector.New(ns, injector.WithLogger(log), injector.WithOwnNamespace(*ownNamespace))
-	if err := inj.Activate(p); err != nil {
-		return err
-	}
-	pods, err := audit.ListPods(ctx, cs, *namespace)
-	if err != nil {
-		return err
-	}
-	r, err := audit.Run(ctx, inj, pods)
+	r, err := audit.RunCluster(ctx, inj, cs, *namespace)
 	if err != nil {
 		return err
 	}

@@ -181,4 +181,14 @@ spec: {containers: [{name: sh, image: busybox}]}
 	if code != 1 || len(got) != 2 || got[0]["error"] == nil || got[1]["validation"] == nil {
 		t.Fatalf("exit %d, want 1 with the broken file reported and the next file checked:\n%s", code, out)
 	}
+
+	empty := filepath.Join(dir, "empty")
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr = runCmd(t, "", "check", "-f", filepath.Join(dir, "missing.yaml"), "-f", empty, "-f", filepath.Join(dir, "shell.yml"), "--namespace-labels", enabled)
+	if code != 1 || !strings.Contains(out, "missing.yaml: ERROR") || !strings.Contains(out, "no .yaml, .yml or .json files") ||
+		!strings.Contains(out, "Pod/shell") || !strings.Contains(stderr, "2 files or documents could not be checked") {
+		t.Fatalf("exit %d, want 1 with a missing file and an empty directory reported and the next file checked:\n%s%s", code, out, stderr)
+	}
 }

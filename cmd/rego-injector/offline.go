@@ -5,71 +5,100 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 
+	"github.com/rego-injector/rego-injector/engine/cluster"
 	"github.com/rego-injector/rego-injector/engine/injector"
 	"github.com/rego-injector/rego-injector/engine/manifest"
 )
 
-// offlineFlags are the flags inject and explain share.
+// offlineFlags are the flags inject, explain and check share.
 type offlineFlags struct {
-	file, namespace, labels, kubeconfig, logLevel string
-	bundles                                       bundleFlags
+	file, namespace, labels, kubeconfig string
+	engine                              engineFlags
 }
 
-func (o *offlineFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&o.file, "f", "", "manifest file to read, - for standard input (required)")
+// register adds the flags; withFile adds -f FILE (check has its own -f).
+func (o *offlineFlags) register(fs *flag.FlagSet, withFile bool) {
+	if withFile {
+		fs.StringVar(&o.file, "f", "", "manifest file to read, - for standard input (required)")
+	}
 	fs.StringVar(&o.namespace, "namespace", "default", "namespace of objects that name none")
 	fs.StringVar(&o.labels, "namespace-labels", "", "labels every namespace carries, k=v,k2=v2 (ignored with --kubeconfig)")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "read namespace labels from this cluster")
-	o.bundles.register(fs, false)
-	fs.StringVar(&o.logLevel, "log-level", "warn", "debug, info, warn or error")
+	o.engine.register(fs)
 }
 
-// processor wires the injector the offline commands share with the webhook, and opens the input.
-func (o *offlineFlags) processor(ctx context.Context, stdin io.Reader, stderr io.Writer) (*manifest.Processor, io.ReadCloser, error) {
-	if o.file == "" {
-		return nil, nil, fmt.Errorf("%w: -f FILE is required (- reads standard input)", errUsage)
-	}
-	log, err := newLogger(stderr, o.logLevel)
+// processor wires the injector the offline commands share with the webhook.
+func (o *offlineFlags) processor(ctx context.Context, stderr io.Writer) (*manifest.Processor, error) {
+	log, err := newLogger(stderr, o.engine.logLevel)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	ns, err := offlineNamespaces(ctx, o.kubeconfig, o.labels, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	p, err := o.bundles.loadPolicy(ctx)
+	inj, err := o.engine.injector(ctx, ns, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	inj := injector.New(ns, injector.WithLogger(log), injector.WithOwnNamespace(os.Getenv("POD_NAMESPACE")))
+	return &manifest.Processor{Injector: inj, Namespace: o.namespace}, nil
+}
+
+// input opens -f: the named file, or stdin for "-".
+func (o *offlineFlags) input(stdin io.Reader) (io.ReadCloser, error) {
+	switch o.file {
+	case "":
+		return nil, fmt.Errorf("%w: -f FILE is required (- reads standard input)", errUsage)
+	case "-":
+		return io.NopCloser(stdin), nil
+	}
+	return os.Open(o.file)
+}
+
+// engineFlags are the flags of every command that runs the injector outside serve.
+type engineFlags struct {
+	ownNamespace, logLevel string
+	bundles                bundleFlags
+}
+
+func (e *engineFlags) register(fs *flag.FlagSet) {
+	e.bundles.register(fs, false)
+	fs.StringVar(&e.ownNamespace, "injector-namespace", os.Getenv("POD_NAMESPACE"), "the namespace the webhook runs in, as serve's --injector-namespace (policy never injects it)")
+	fs.StringVar(&e.logLevel, "log-level", "warn", "debug, info, warn or error")
+}
+
+// injector loads the bundle and activates it in an injector reading namespaces from ns.
+func (e *engineFlags) injector(ctx context.Context, ns cluster.Namespaces, log *slog.Logger) (*injector.Injector, error) {
+	p, err := e.bundles.loadPolicy(ctx)
+	if err != nil {
+		return nil, err
+	}
+	inj := injector.New(ns, injector.WithLogger(log), injector.WithOwnNamespace(e.ownNamespace))
 	if err := inj.Activate(p); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	in := io.NopCloser(stdin)
-	if o.file != "-" {
-		f, err := os.Open(o.file)
-		if err != nil {
-			return nil, nil, err
-		}
-		in = f
-	}
-	return &manifest.Processor{Injector: inj, Namespace: o.namespace}, in, nil
+	return inj, nil
 }
 
 func injectCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("inject", flag.ContinueOnError)
 	var o offlineFlags
-	o.register(fs)
+	o.register(fs, true)
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
-	p, in, err := o.processor(ctx, stdin, stderr)
+	in, err := o.input(stdin)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
+	p, err := o.processor(ctx, stderr)
+	if err != nil {
+		return err
+	}
 	_, err = p.Inject(ctx, in, stdout)
 	return err
 }
@@ -77,7 +106,7 @@ func injectCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 func explainCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
 	var o offlineFlags
-	o.register(fs)
+	o.register(fs, true)
 	output := fs.String("o", "text", "output format: text or json")
 	trace := fs.Bool("trace", false, "show the policy evaluation that decided each workload (OPA's trace, with file and line)")
 	if err := parse(fs, args, stderr); err != nil {
@@ -86,11 +115,15 @@ func explainCmd(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if *output != "text" && *output != "json" {
 		return fmt.Errorf("%w: -o %q: want text or json", errUsage, *output)
 	}
-	p, in, err := o.processor(ctx, stdin, stderr)
+	in, err := o.input(stdin)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
+	p, err := o.processor(ctx, stderr)
+	if err != nil {
+		return err
+	}
 	p.Trace = *trace
 	workloads, err := p.Explain(ctx, in)
 	if err != nil {

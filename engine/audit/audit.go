@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 
 	corev1 "k8s.io/api/core/v1"
@@ -73,27 +75,65 @@ type Report struct {
 }
 
 // Run judges every pod with inj's active revision. A pod that cannot be judged is a finding of
-// state error; Run itself fails only when no revision is active.
+// state error; Run itself fails when ctx ends, when no revision is active, or when the revision
+// changes halfway (the report would mix two revisions' verdicts).
 func Run(ctx context.Context, inj *injector.Injector, pods []corev1.Pod) (Report, error) {
-	r := Report{Pods: map[State]int{}, Findings: []Finding{}}
+	var a Auditor
+	if err := a.Judge(ctx, inj, pods); err != nil {
+		return Report{}, err
+	}
+	return a.Report(inj), nil
+}
+
+// Auditor judges pods a batch at a time (a page of a list), keeping only counts and findings.
+type Auditor struct {
+	revision string
+	pods     map[State]int
+	findings []Finding
+}
+
+// Judge judges pods and adds them to the report. See Run for its errors.
+func (a *Auditor) Judge(ctx context.Context, inj *injector.Injector, pods []corev1.Pod) error {
+	if a.pods == nil {
+		a.pods = map[State]int{}
+	}
 	for i := range pods {
-		f, err := judge(ctx, inj, &pods[i])
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		f, rev, err := judge(ctx, inj, &pods[i])
 		if errors.Is(err, injector.ErrNotActive) {
-			return r, err
+			return err
 		}
-		if f.State == StateCurrent || f.State == StateNotInjected {
-			r.Pods[f.State]++
-			r.Revision = f.Want.Revision
-			continue
+		if rev != "" {
+			if a.revision != "" && rev != a.revision {
+				return fmt.Errorf("the bundle revision changed from %s to %s during the audit: %w", a.revision, rev, ErrRevisionChanged)
+			}
+			a.revision = rev
 		}
-		r.Pods[f.State]++
-		r.Findings = append(r.Findings, f)
+		a.pods[f.State]++
+		if f.State != StateCurrent && f.State != StateNotInjected {
+			a.findings = append(a.findings, f)
+		}
+	}
+	return nil
+}
+
+// ErrRevisionChanged is returned when a bundle swap happens while an audit runs: run it again.
+var ErrRevisionChanged = errors.New("audit interrupted by a bundle swap")
+
+// Report is the findings so far, sorted by namespace, owner and pod.
+func (a *Auditor) Report(inj *injector.Injector) Report {
+	r := Report{Revision: a.revision, Pods: map[State]int{}, Findings: slices.Clone(a.findings)}
+	maps.Copy(r.Pods, a.pods)
+	if r.Findings == nil {
+		r.Findings = []Finding{}
 	}
 	if r.Revision == "" {
 		r.Revision = inj.Revision()
 	}
-	sort.SliceStable(r.Findings, func(a, b int) bool {
-		fa, fb := r.Findings[a], r.Findings[b]
+	sort.SliceStable(r.Findings, func(i, j int) bool {
+		fa, fb := r.Findings[i], r.Findings[j]
 		if fa.Namespace != fb.Namespace {
 			return fa.Namespace < fb.Namespace
 		}
@@ -102,7 +142,7 @@ func Run(ctx context.Context, inj *injector.Injector, pods []corev1.Pod) (Report
 		}
 		return fa.Pod < fb.Pod
 	})
-	return r, nil
+	return r
 }
 
 func ownerKey(o *workload.Owner) string {
@@ -112,12 +152,13 @@ func ownerKey(o *workload.Owner) string {
 	return o.Kind + "/" + o.Name
 }
 
-// judge decides on the pod as it was before injection, and compares with what it carries.
-func judge(ctx context.Context, inj *injector.Injector, pod *corev1.Pod) (Finding, error) {
+// judge decides on the pod as it was before injection, compares with what it carries, and names
+// the revision that decided ("" when none did).
+func judge(ctx context.Context, inj *injector.Injector, pod *corev1.Pod) (Finding, string, error) {
 	f := Finding{Namespace: pod.Namespace, Pod: pod.Name}
-	fail := func(err error) (Finding, error) {
+	fail := func(err error) (Finding, string, error) {
 		f.State, f.Reason = StateError, err.Error()
-		return f, err
+		return f, "", err
 	}
 	raw, err := json.Marshal(pod)
 	if err != nil {
@@ -169,5 +210,5 @@ func judge(ctx context.Context, inj *injector.Injector, pod *corev1.Pod) (Findin
 	default:
 		f.State = StateCurrent
 	}
-	return f, nil
+	return f, rev, nil
 }

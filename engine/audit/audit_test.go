@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -152,7 +153,37 @@ func TestRun(t *testing.T) {
 
 func TestRunWithoutRevision(t *testing.T) {
 	inj := injector.New(cluster.Static{})
-	if _, err := audit.Run(t.Context(), inj, []corev1.Pod{typed(t, replica("web", "web-1"))}); err == nil {
-		t.Fatal("an audit without an active revision succeeded")
+	if _, err := audit.Run(t.Context(), inj, []corev1.Pod{typed(t, replica("web", "web-1"))}); !errors.Is(err, injector.ErrNotActive) {
+		t.Fatalf("an audit without an active revision: %v", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := audit.Run(ctx, activeInjector(t, "default-1"), []corev1.Pod{typed(t, replica("web", "web-1"))}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("an audit after its context ended: %v", err)
+	}
+}
+
+// TestRevisionChangeInterruptsAudit: a swap between two pages makes the audit fail rather than mix
+// two revisions' verdicts.
+func TestRevisionChangeInterruptsAudit(t *testing.T) {
+	inj := activeInjector(t, "default-1")
+	var a audit.Auditor
+	if err := a.Judge(t.Context(), inj, []corev1.Pod{typed(t, replica("web", "web-1"))}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := regoinjector.DefaultBundle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Manifest.Revision = "default-2"
+	p, err := policy.Compile(t.Context(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := inj.Activate(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Judge(t.Context(), inj, []corev1.Pod{typed(t, replica("web", "web-2"))}); !errors.Is(err, audit.ErrRevisionChanged) {
+		t.Fatalf("a swap during the audit: %v", err)
 	}
 }

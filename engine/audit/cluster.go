@@ -3,32 +3,37 @@ package audit
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/rego-injector/rego-injector/engine/injector"
 )
 
 // pageSize bounds the pods one list call returns.
 const pageSize = 500
 
-// ListPods lists the pods of namespace ("" for all), a page at a time, leaving out pods that have
-// finished (their containers will not run again).
-func ListPods(ctx context.Context, client kubernetes.Interface, namespace string) ([]corev1.Pod, error) {
-	var pods []corev1.Pod
+// RunCluster judges the pods of namespace ("" for all) a page of the list at a time, so that only
+// one page is held in memory, leaving out pods that have finished (their containers will not run
+// again). See Run for its errors.
+func RunCluster(ctx context.Context, inj *injector.Injector, client kubernetes.Interface, namespace string) (Report, error) {
+	var a Auditor
 	opts := metav1.ListOptions{Limit: pageSize}
 	for {
 		list, err := client.CoreV1().Pods(namespace).List(ctx, opts)
 		if err != nil {
-			return nil, fmt.Errorf("list pods: %w", err)
+			return Report{}, fmt.Errorf("list pods: %w", err)
 		}
-		for _, p := range list.Items {
-			if p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
-				pods = append(pods, p)
-			}
+		running := slices.DeleteFunc(list.Items, func(p corev1.Pod) bool {
+			return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
+		})
+		if err := a.Judge(ctx, inj, running); err != nil {
+			return Report{}, err
 		}
 		if list.Continue == "" {
-			return pods, nil
+			return a.Report(inj), nil
 		}
 		opts.Continue = list.Continue
 	}

@@ -28,22 +28,23 @@ func Periodically(ctx context.Context, every time.Duration, client kubernetes.In
 		case <-t.C:
 		}
 		start := time.Now()
-		pods, err := ListPods(ctx, client, "")
+		r, err := RunCluster(ctx, inj, client, "")
 		if err != nil {
-			log.Warn("audit: list pods failed", "err", err)
+			if ctx.Err() == nil {
+				log.Warn("audit failed; the counts of the last audit stay", "err", err)
+			}
 			continue
 		}
-		r, err := Run(ctx, inj, pods)
-		if err != nil {
-			log.Warn("audit failed", "err", err)
-			continue
+		total := 0
+		for _, n := range r.Pods {
+			total += n
 		}
 		counts := map[string]int{}
 		for s, n := range r.Pods {
 			counts[string(s)] = n
 		}
 		m.Audit(counts, states)
-		log.Info("audit", "revision", r.Revision, "pods", len(pods), "missing", r.Pods[StateMissing], "unexpected", r.Pods[StateUnexpected],
+		log.Info("audit", "revision", r.Revision, "pods", total, "missing", r.Pods[StateMissing], "unexpected", r.Pods[StateUnexpected],
 			"outdated", r.Pods[StateOutdated], "variant", r.Pods[StateVariant], "errors", r.Pods[StateError], "duration_ms", time.Since(start).Milliseconds())
 	}
 }

@@ -3,11 +3,11 @@
 package events
 
 import (
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/rego-injector/rego-injector/engine/policy"
+	"github.com/rego-injector/rego-injector/engine/workload"
 )
 
 // Reasons of the events, as `kubectl get events --field-selector reason=...` finds them.
@@ -33,9 +34,9 @@ var quietCodes = []string{"operation", "excluded_namespace", "namespace_not_enab
 
 // Outcome is one mutating admission, as the events report it.
 type Outcome struct {
-	// Namespace is the pod's namespace; Raw the pod as sent, read only off the request path.
+	// Namespace is the pod's namespace; Pod its names and controller.
 	Namespace string
-	Raw       []byte
+	Pod       workload.Metadata
 	Revision  string
 	Decision  policy.Decision
 	// Injected is true when the answer carried a patch.
@@ -43,17 +44,19 @@ type Outcome struct {
 }
 
 // Recorder turns outcomes into events. Recording queues the outcome and returns at once; a full
-// queue drops it. A nil *Recorder records nothing.
+// queue, or a closed recorder, drops it. A nil *Recorder records nothing.
 type Recorder struct {
 	queue       chan Outcome
 	recorder    record.EventRecorder
 	broadcaster record.EventBroadcaster
 	log         *slog.Logger
+	stop        chan struct{}
+	stopOnce    sync.Once
 	done        chan struct{}
 }
 
 // queueLength bounds the outcomes waiting for the recorder's goroutine.
-const queueLength = 1024
+const queueLength = 512
 
 // New starts a recorder that writes events through client, as the named component on host.
 // client-go's correlator aggregates repeated events and rate-limits each object's.
@@ -65,15 +68,20 @@ func New(client kubernetes.Interface, component, host string, log *slog.Logger) 
 
 // NewWithRecorder starts a recorder writing to rec; b, when not nil, is shut down by Close.
 func NewWithRecorder(rec record.EventRecorder, b record.EventBroadcaster, log *slog.Logger) *Recorder {
-	r := &Recorder{queue: make(chan Outcome, queueLength), recorder: rec, broadcaster: b, log: log, done: make(chan struct{})}
+	r := &Recorder{queue: make(chan Outcome, queueLength), recorder: rec, broadcaster: b, log: log, stop: make(chan struct{}), done: make(chan struct{})}
 	go r.run()
 	return r
 }
 
-// Record queues o; it never blocks.
+// Record queues o; it never blocks, and may be called during or after Close.
 func (r *Recorder) Record(o Outcome) {
 	if r == nil {
 		return
+	}
+	select {
+	case <-r.stop:
+		return
+	default:
 	}
 	select {
 	case r.queue <- o:
@@ -82,12 +90,13 @@ func (r *Recorder) Record(o Outcome) {
 	}
 }
 
-// Close stops the recorder after the queued outcomes are recorded.
+// Close records what is queued, then stops the recorder. The queue is never closed, so that a
+// late Record cannot panic; what it queues is dropped.
 func (r *Recorder) Close() {
 	if r == nil {
 		return
 	}
-	close(r.queue)
+	r.stopOnce.Do(func() { close(r.stop) })
 	<-r.done
 	if r.broadcaster != nil {
 		r.broadcaster.Shutdown()
@@ -96,8 +105,20 @@ func (r *Recorder) Close() {
 
 func (r *Recorder) run() {
 	defer close(r.done)
-	for o := range r.queue {
-		r.emit(o)
+	for {
+		select {
+		case o := <-r.queue:
+			r.emit(o)
+		case <-r.stop:
+			for {
+				select {
+				case o := <-r.queue:
+					r.emit(o)
+				default:
+					return
+				}
+			}
+		}
 	}
 }
 
@@ -124,28 +145,12 @@ func (r *Recorder) emit(o Outcome) {
 // subject is what the event is about: the pod's controller when it names one, else its namespace;
 // and how the message names the pod.
 func subject(o Outcome) (*corev1.ObjectReference, string) {
-	var pod struct {
-		Metadata struct {
-			Name            string `json:"name"`
-			GenerateName    string `json:"generateName"`
-			OwnerReferences []struct {
-				APIVersion string    `json:"apiVersion"`
-				Kind       string    `json:"kind"`
-				Name       string    `json:"name"`
-				UID        types.UID `json:"uid"`
-				Controller *bool     `json:"controller"`
-			} `json:"ownerReferences"`
-		} `json:"metadata"`
+	name := "pod " + o.Pod.Name
+	if o.Pod.Name == "" {
+		name = fmt.Sprintf("pod %s*", o.Pod.GenerateName)
 	}
-	_ = json.Unmarshal(o.Raw, &pod)
-	name := "pod " + pod.Metadata.Name
-	if pod.Metadata.Name == "" {
-		name = fmt.Sprintf("pod %s*", pod.Metadata.GenerateName)
-	}
-	for _, owner := range pod.Metadata.OwnerReferences {
-		if owner.Controller != nil && *owner.Controller {
-			return &corev1.ObjectReference{APIVersion: owner.APIVersion, Kind: owner.Kind, Name: owner.Name, Namespace: o.Namespace, UID: owner.UID}, name
-		}
+	if c := o.Pod.Controller; c != nil {
+		return &corev1.ObjectReference{APIVersion: c.APIVersion, Kind: c.Kind, Name: c.Name, Namespace: o.Namespace, UID: types.UID(c.UID)}, name
 	}
 	// The namespace is named as its own namespace too, so the event is listed with the pod's.
 	return &corev1.ObjectReference{APIVersion: "v1", Kind: "Namespace", Name: o.Namespace, Namespace: o.Namespace}, name

@@ -239,15 +239,25 @@ func (i *Injector) evaluation(ctx context.Context, in Pod) (*evaluation, error) 
 	if rev == nil {
 		return nil, ErrNotActive
 	}
+	ns, err := i.lookupNamespace(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	return i.evaluationIn(rev, in, ns)
+}
+
+// lookupNamespace finds the pod's namespace: the request's, else the one the pod names, else
+// "default".
+func (i *Injector) lookupNamespace(ctx context.Context, in Pod) (cluster.Namespace, error) {
 	name := in.Request.Namespace
 	if name == "" {
 		name = namespaceOf(in.Raw)
 	}
 	ns, err := i.namespaces.Namespace(ctx, name)
 	if err != nil {
-		return nil, fmt.Errorf("look up the pod's namespace: %w", err)
+		return ns, fmt.Errorf("look up the pod's namespace: %w", err)
 	}
-	return i.evaluationIn(rev, in, ns)
+	return ns, nil
 }
 
 // namespaceOf reads the namespace a pod names for itself, "default" when it names none.

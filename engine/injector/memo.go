@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"fmt"
 	"hash"
 	"maps"
 	"slices"
@@ -48,12 +47,12 @@ func newMemo(size int) *memo {
 func (i *Injector) injectMemoised(ctx context.Context, req *admission.Request) (Result, error) {
 	in := Pod{Raw: req.Object.Raw, Request: req}
 	rev := i.active.Load()
-	if rev == nil || rev.memo == nil || i.shadow != nil || req.Namespace == "" {
+	if rev == nil || rev.memo == nil || i.shadow != nil {
 		return i.Inject(ctx, in)
 	}
-	ns, err := i.namespaces.Namespace(ctx, req.Namespace)
+	ns, err := i.lookupNamespace(ctx, in)
 	if err != nil {
-		return Result{}, fmt.Errorf("look up the pod's namespace: %w", err)
+		return Result{}, err
 	}
 	key := memoKey(req, ns)
 	if res, ok := rev.memo.answers.Get(key); ok {
@@ -115,8 +114,11 @@ func memoKey(req *admission.Request, ns cluster.Namespace) [sha256.Size]byte {
 			put(v)
 		}
 	}
-	dryRun := req.DryRun != nil && *req.DryRun
-	put(map[bool]string{true: "dry-run", false: ""}[dryRun])
+	if req.DryRun != nil && *req.DryRun {
+		put("dry-run")
+	} else {
+		put("")
+	}
 	put(ns.Name)
 	putMap(ns.Labels)
 	putMap(ns.Annotations)

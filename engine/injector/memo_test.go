@@ -3,8 +3,14 @@ package injector_test
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"maps"
 	"strings"
+	"sync"
 	"testing"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	authv1 "k8s.io/api/authentication/v1"
 
 	regoinjector "github.com/rego-injector/rego-injector"
 	"github.com/rego-injector/rego-injector/engine/cluster"
@@ -13,11 +19,11 @@ import (
 	"github.com/rego-injector/rego-injector/engine/policy"
 )
 
-// switchable answers with whatever labels the test sets last.
-type switchable struct{ labels map[string]string }
+// switchable answers with whatever labels and annotations the test sets last.
+type switchable struct{ labels, annotations map[string]string }
 
 func (s *switchable) Namespace(_ context.Context, name string) (cluster.Namespace, error) {
-	return cluster.Namespace{Name: name, Labels: s.labels}, nil
+	return cluster.Namespace{Name: name, Labels: maps.Clone(s.labels), Annotations: maps.Clone(s.annotations)}, nil
 }
 
 func (*switchable) Synced() bool { return true }
@@ -99,4 +105,75 @@ decision := {"inject": false, "reasons": [sprintf("evaluated at %d", [time.now_n
 	if !compileDefault(t, "").Pure() {
 		t.Fatal("the default policy is not pure: the memo never serves it")
 	}
+}
+
+// TestMemoKey: every field of the request the answer may depend on is part of the key: changing any
+// one of them is a miss, and only the request uid is left out.
+func TestMemoKey(t *testing.T) {
+	raw := yamlToJSON(t, "testdata/golden/enabled-namespace/pod.yaml")
+	yes := true
+	for name, change := range map[string]func(r *admissionv1.AdmissionRequest, ns *switchable){
+		"user":  func(r *admissionv1.AdmissionRequest, _ *switchable) { r.UserInfo.Username = "alice" },
+		"group": func(r *admissionv1.AdmissionRequest, _ *switchable) { r.UserInfo.Groups = []string{"mesh-admins"} },
+		"extra": func(r *admissionv1.AdmissionRequest, _ *switchable) {
+			r.UserInfo.Extra = map[string]authv1.ExtraValue{"k": {"v"}}
+		},
+		"dry run":              func(r *admissionv1.AdmissionRequest, _ *switchable) { r.DryRun = &yes },
+		"operation":            func(r *admissionv1.AdmissionRequest, _ *switchable) { r.Operation = "UPDATE"; r.OldObject.Raw = raw },
+		"name":                 func(r *admissionv1.AdmissionRequest, _ *switchable) { r.Name = "web" },
+		"namespace annotation": func(_ *admissionv1.AdmissionRequest, ns *switchable) { ns.annotations = map[string]string{"a": "b"} },
+		"namespace label":      func(_ *admissionv1.AdmissionRequest, ns *switchable) { ns.labels["team"] = "shop" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			ns := &switchable{labels: map[string]string{"istio-injection": "enabled"}}
+			m := metrics.New()
+			inj := injector.New(ns, injector.WithMemo(16), injector.WithMetrics(m))
+			if err := inj.Activate(compileDefault(t, "")); err != nil {
+				t.Fatal(err)
+			}
+			inj.Mutating().Handle(t.Context(), review(t, raw))
+			again := review(t, raw)
+			again.UID = "another"
+			inj.Mutating().Handle(t.Context(), again)
+			changed := review(t, raw)
+			change(changed, ns)
+			inj.Mutating().Handle(t.Context(), changed)
+			if hits := labelledValue(t, m, "rego_injector_memo_lookups_total", "result", "hit"); hits != 1 {
+				t.Errorf("%v hits, want 1: only the other uid may hit", hits)
+			}
+		})
+	}
+}
+
+// TestMemoConcurrent: many admissions of the same few pods at once, under -race, all get the
+// answer a fresh evaluation gives.
+func TestMemoConcurrent(t *testing.T) {
+	ns := &switchable{labels: map[string]string{"istio-injection": "enabled"}}
+	inj := injector.New(ns, injector.WithMemo(4))
+	if err := inj.Activate(compileDefault(t, "")); err != nil {
+		t.Fatal(err)
+	}
+	fresh := newInjector(t, compileDefault(t, ""), ns.labels)
+	raw := yamlToJSON(t, "testdata/golden/enabled-namespace/pod.yaml")
+	pods := make([][]byte, 6) // more pods than the memo holds: entries are evicted while read
+	want := make([][]byte, len(pods))
+	for i := range pods {
+		pods[i] = bytes.Replace(raw, []byte(`"name":"web"`), []byte(fmt.Sprintf(`"name":"web-%d"`, i)), 1)
+		want[i] = fresh.Mutating().Handle(t.Context(), review(t, pods[i])).Patch
+	}
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range 50 {
+				i := (w + n) % len(pods)
+				if got := inj.Mutating().Handle(t.Context(), review(t, pods[i])).Patch; !bytes.Equal(got, want[i]) {
+					t.Errorf("pod %d: memoised patch differs from a fresh one", i)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/rego-injector/rego-injector/engine/admission"
 	"github.com/rego-injector/rego-injector/engine/inject"
 	"github.com/rego-injector/rego-injector/engine/policy"
+	"github.com/rego-injector/rego-injector/engine/workload"
 )
 
 // WithShadow evaluates every mutating admission with shadow too, off the request path, and logs
@@ -171,7 +172,7 @@ func (i *Injector) compareShadow(in Pod, live Result, liveErr error) {
 			return
 		}
 		i.metrics.ShadowDifference(kind)
-		attrs := []any{"uid", in.Request.UID, "namespace", in.Request.Namespace, "name", podName(in.Request), "differs", kind,
+		attrs := []any{"uid", in.Request.UID, "namespace", in.Request.Namespace, "name", podName(in.Request, workload.MetadataOf(in.Raw)), "differs", kind,
 			"live", map[string]any{"revision": live.Revision, "inject": live.Decision.Inject, "variant": live.Decision.Variant, "reasons": live.Decision.Reasons},
 			"shadow", map[string]any{"revision": sh.Revision, "inject": sh.Decision.Inject, "variant": sh.Decision.Variant, "reasons": sh.Decision.Reasons}}
 		if err != nil {

@@ -1,9 +1,7 @@
 package injector
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"net/http"
 	"slices"
 	"strings"
@@ -15,6 +13,7 @@ import (
 	"github.com/rego-injector/rego-injector/engine/events"
 	"github.com/rego-injector/rego-injector/engine/metrics"
 	"github.com/rego-injector/rego-injector/engine/policy"
+	"github.com/rego-injector/rego-injector/engine/workload"
 )
 
 // Mutating returns the handler of the mutating webhook.
@@ -40,7 +39,8 @@ func (i *Injector) mutate(ctx context.Context, req *admission.Request) *admissio
 	start := time.Now()
 	ctx, cancel := i.bound(ctx)
 	defer cancel()
-	log := i.log.With("endpoint", "inject", "uid", req.UID, "namespace", req.Namespace, "name", podName(req), "operation", req.Operation)
+	meta := workload.MetadataOf(req.Object.Raw)
+	log := i.log.With("endpoint", "inject", "uid", req.UID, "namespace", req.Namespace, "name", podName(req, meta), "operation", req.Operation)
 	if !isPod(req) || (req.Operation != admissionv1.Create && req.Operation != admissionv1.Update) {
 		i.metrics.Admission("inject", metrics.ResultIgnored, "", "", time.Since(start))
 		return admission.Allowed()
@@ -56,7 +56,7 @@ func (i *Injector) mutate(ctx context.Context, req *admission.Request) *admissio
 	}
 	d := res.Decision
 	if req.DryRun == nil || !*req.DryRun {
-		i.events.Record(events.Outcome{Namespace: req.Namespace, Raw: req.Object.Raw, Revision: res.Revision, Decision: d, Injected: res.Patch != nil})
+		i.events.Record(events.Outcome{Namespace: req.Namespace, Pod: meta, Revision: res.Revision, Decision: d, Injected: res.Patch != nil})
 	}
 	if len(d.Deny) > 0 {
 		i.metrics.Admission("inject", metrics.ResultDenied, "", d.Code, took)
@@ -83,7 +83,7 @@ func (i *Injector) validate(ctx context.Context, req *admission.Request) *admiss
 	start := time.Now()
 	ctx, cancel := i.bound(ctx)
 	defer cancel()
-	log := i.log.With("endpoint", "validate", "uid", req.UID, "namespace", req.Namespace, "name", podName(req), "operation", req.Operation)
+	log := i.log.With("endpoint", "validate", "uid", req.UID, "namespace", req.Namespace, "name", podName(req, workload.MetadataOf(req.Object.Raw)), "operation", req.Operation)
 	if !isPod(req) || len(req.Object.Raw) == 0 {
 		i.metrics.Admission("validate", metrics.ResultIgnored, "", "", time.Since(start))
 		return admission.Allowed()
@@ -136,33 +136,13 @@ func prefixed(prefix string, msgs []string) []string {
 }
 
 // podName names the pod for logs: its name, or its generateName prefix followed by "*" while it
-// has none (the apiserver names a pod after admission). It reads the object only up to its
-// metadata, which comes before the spec in what the apiserver sends.
-func podName(req *admission.Request) string {
-	if req.Name != "" {
+// has none (the apiserver names a pod after admission).
+func podName(req *admission.Request, meta workload.Metadata) string {
+	switch {
+	case req.Name != "":
 		return req.Name
+	case meta.Name != "":
+		return meta.Name
 	}
-	dec := json.NewDecoder(bytes.NewReader(req.Object.Raw))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return "*"
-	}
-	for dec.More() {
-		key, err := dec.Token()
-		if err != nil {
-			return "*"
-		}
-		if key != "metadata" {
-			var skip json.RawMessage
-			if dec.Decode(&skip) != nil {
-				return "*"
-			}
-			continue
-		}
-		var meta struct {
-			GenerateName string `json:"generateName"`
-		}
-		_ = dec.Decode(&meta)
-		return meta.GenerateName + "*"
-	}
-	return "*"
+	return meta.GenerateName + "*"
 }

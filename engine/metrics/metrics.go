@@ -159,7 +159,11 @@ func (m *Metrics) Memo(hit bool) {
 	if m == nil {
 		return
 	}
-	m.memo.WithLabelValues(map[bool]string{true: "hit", false: "miss"}[hit]).Inc()
+	result := "miss"
+	if hit {
+		result = "hit"
+	}
+	m.memo.WithLabelValues(result).Inc()
 }
 
 // Audit records the pod counts of a completed audit, by state; states not given are zero.

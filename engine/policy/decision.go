@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 )
 
 // Decision is what the mutating policy decides for one pod.
@@ -128,6 +129,9 @@ func parseVerdict(v any) (Verdict, error) {
 		return vd, err
 	}
 	raw, err := objectList(obj, "violations", ValidateQuery)
+	if err != nil {
+		return vd, err
+	}
 	for i, item := range raw {
 		var v Violation
 		if v.Rule, err = stringField(item, "rule", fmt.Sprintf("%s.violations[%d]", ValidateQuery, i)); err != nil {
@@ -136,16 +140,25 @@ func parseVerdict(v any) (Verdict, error) {
 		if v.Mode, err = stringField(item, "mode", fmt.Sprintf("%s.violations[%d]", ValidateQuery, i)); err != nil {
 			return vd, err
 		}
+		if !slices.Contains(modes, v.Mode) {
+			return vd, fmt.Errorf("%s.violations[%d].mode: %w: %q is not one of deny, warn, dryrun", ValidateQuery, i, ErrMalformed, v.Mode)
+		}
 		if v.Message, err = stringField(item, "message", fmt.Sprintf("%s.violations[%d]", ValidateQuery, i)); err != nil {
 			return vd, err
 		}
 		vd.Violations = append(vd.Violations, v)
 	}
-	return vd, err
+	return vd, nil
 }
+
+// modes are the enforcement modes a violation may name.
+var modes = []string{"deny", "warn", "dryrun"}
 
 func refusedOverrides(obj map[string]any) ([]RefusedOverride, error) {
 	raw, err := objectList(obj, "refused_overrides", MutateQuery)
+	if err != nil {
+		return nil, err
+	}
 	var out []RefusedOverride
 	for i, item := range raw {
 		where := fmt.Sprintf("%s.refused_overrides[%d]", MutateQuery, i)
@@ -161,7 +174,7 @@ func refusedOverrides(obj map[string]any) ([]RefusedOverride, error) {
 		}
 		out = append(out, r)
 	}
-	return out, err
+	return out, nil
 }
 
 // objectList reads obj[key] as a list of objects; absent is empty.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 
@@ -101,8 +102,9 @@ func withoutTests(b *bundle.Bundle) *bundle.Bundle {
 
 // Pure reports whether the bundles' answers depend on nothing but their data and the input less
 // input.request.uid: no module calls a non-deterministic built-in (time.now_ns, http.send,
-// rand.intn, ...) or reads the request's uid, directly or through the whole of input.request.
-// Two admissions of the same pod then get the same answer, and the engine may reuse it.
+// rand.intn, ...) or one that reads the clock (io.jwt.decode_verify, ...), and none reads the
+// request's uid, directly or through the whole of input.request. Two admissions of the same pod
+// then get the same answer, and the engine may reuse it.
 func (p *Policy) Pure() bool { return p.pure }
 
 func pure(bundles []*bundle.Bundle) bool {
@@ -113,7 +115,8 @@ func pure(bundles []*bundle.Bundle) bool {
 				return false
 			}
 			ast.WalkRefs(m.Parsed, func(ref ast.Ref) bool {
-				if f, found := ast.BuiltinMap[ref.String()]; found && f.Nondeterministic {
+				name := ref.String()
+				if f, found := ast.BuiltinMap[name]; found && (f.Nondeterministic || slices.Contains(readsClock, name)) {
 					ok = false
 				}
 				if readsRequestUID(ref) {
@@ -124,6 +127,14 @@ func pure(bundles []*bundle.Bundle) bool {
 		}
 	}
 	return ok
+}
+
+// readsClock names the built-ins OPA does not flag as non-deterministic that still read the
+// current time: a token or certificate valid at one admission may have expired at the next.
+var readsClock = []string{
+	"io.jwt.decode_verify",
+	"crypto.x509.parse_and_verify_certificates",
+	"crypto.x509.parse_and_verify_certificates_with_options",
 }
 
 // readsRequestUID reports whether ref may read input.request.uid: it is input, input.request, or

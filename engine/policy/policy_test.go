@@ -125,6 +125,7 @@ func TestVerdictShapes(t *testing.T) {
 		"dryrun not strings":      {"dryrun := [1]\n", "dryrun[0]"},
 		"violation without mode":  {"violations := [{\"rule\": \"r\", \"message\": \"m\"}]\n", "violations[0].mode"},
 		"violations not a list":   {"violations := \"r\"\n", "want a list of objects"},
+		"unknown mode":            {"violations := [{\"rule\": \"r\", \"mode\": \"audit\", \"message\": \"m\"}]\n", `"audit" is not one of deny, warn, dryrun`},
 		"violation not an object": {"violations := [\"r\"]\n", "violations[0]: decision is malformed"},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -186,15 +187,16 @@ decision := {"inject": true, "variant": "sidecar", "reasons": [sprintf("namespac
 
 func TestPure(t *testing.T) {
 	for rule, want := range map[string]bool{
-		`decision := {"inject": false, "reasons": [input.request.operation]}`:                         true,
-		`decision := {"inject": false, "reasons": [input.object.metadata.uid]}`:                       true,
-		`decision := {"inject": false, "reasons": [input.request.uid]}`:                               false,
-		`decision := {"inject": false, "reasons": [json.marshal(input.request)]}`:                     false,
-		`decision := {"inject": false, "reasons": [json.marshal(input)]}`:                             false,
-		"decision := {\"inject\": false, \"reasons\": [k]} if some k, _ in input.request":             false,
-		`decision := {"inject": false, "reasons": [sprintf("%d", [time.now_ns()])]}`:                  false,
-		`decision := {"inject": false, "reasons": [sprintf("%d", [rand.intn("x", 9)])]}`:              false,
-		"decision := {\"inject\": false, \"reasons\": [\"r\"]} if { k := \"uid\"; input.request[k] }": false,
+		`decision := {"inject": false, "reasons": [input.request.operation]}`:                                                                                  true,
+		`decision := {"inject": false, "reasons": [input.object.metadata.uid]}`:                                                                                true,
+		`decision := {"inject": false, "reasons": [input.request.uid]}`:                                                                                        false,
+		`decision := {"inject": false, "reasons": [json.marshal(input.request)]}`:                                                                              false,
+		`decision := {"inject": false, "reasons": [json.marshal(input)]}`:                                                                                      false,
+		"decision := {\"inject\": false, \"reasons\": [k]} if some k, _ in input.request":                                                                      false,
+		`decision := {"inject": false, "reasons": [sprintf("%d", [time.now_ns()])]}`:                                                                           false,
+		`decision := {"inject": false, "reasons": [sprintf("%d", [rand.intn("x", 9)])]}`:                                                                       false,
+		"decision := {\"inject\": false, \"reasons\": [\"r\"]} if { k := \"uid\"; input.request[k] }":                                                          false,
+		"decision := {\"inject\": false, \"reasons\": [\"r\"]} if { [ok, _, _] := io.jwt.decode_verify(input.object.metadata.name, {\"secret\": \"s\"}); ok }": false,
 	} {
 		p, err := policy.Compile(t.Context(), bundleOf(t, rule))
 		if err != nil {

@@ -178,9 +178,6 @@ func (r *Reloader) update(ctx context.Context, i int, b *bundle.Bundle, err erro
 // activate compiles bundles into a revision and hands it to the target, recording the outcome. At
 // start-up (initial) a failure is the caller's to report: the process does not start.
 func (r *Reloader) activate(ctx context.Context, bundles []*bundle.Bundle, initial bool) error {
-	// Compiling leaves megabytes of garbage, and the revision replaced is garbage too: hand the
-	// memory back now rather than over minutes, so that the process stays flat across swaps.
-	defer debug.FreeOSMemory()
 	start := time.Now()
 	p, err := policy.Compile(ctx, bundles...)
 	if err == nil {
@@ -208,6 +205,9 @@ func (r *Reloader) activate(ctx context.Context, bundles []*bundle.Bundle, initi
 	r.status.LastError = ""
 	r.mu.Unlock()
 	r.opts.Log.Info("bundle revision activated", "bundle", r.opts.Name, "revision", p.Revision(), "took_ms", float64(took.Microseconds())/1000)
+	// Compiling left megabytes of garbage and the revision replaced is garbage now: hand the memory
+	// back at once rather than over minutes (a swap is rare; the collection takes milliseconds).
+	debug.FreeOSMemory()
 	return nil
 }
 

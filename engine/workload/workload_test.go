@@ -68,3 +68,19 @@ func TestPodTemplateRoundTrip(t *testing.T) {
 		t.Error("a Deployment without a template has none")
 	}
 }
+
+func TestMetadataOf(t *testing.T) {
+	raw := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"generateName":"web-7d9f-","ownerReferences":[{"apiVersion":"v1","kind":"Thing","name":"x","uid":"0"},{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"web-7d9f","uid":"u-1","controller":true}]},"spec":{"containers":[]}}`)
+	m := workload.MetadataOf(raw)
+	if m.GenerateName != "web-7d9f-" || m.Name != "" || m.Controller == nil || m.Controller.Kind != "ReplicaSet" || m.Controller.UID != "u-1" {
+		t.Fatalf("metadata %+v, controller %+v", m, m.Controller)
+	}
+	for _, bad := range []string{``, `[]`, `{"metadata":`, `{"spec":{}}`, `{"metadata":{"name":1}}`} {
+		if m := workload.MetadataOf([]byte(bad)); m.Name != "" || m.Controller != nil {
+			t.Errorf("%q: %+v", bad, m)
+		}
+	}
+	if m := workload.MetadataOf([]byte(`{"metadata":{"name":"db","ownerReferences":[{"kind":"Job","name":"j","controller":false}]}}`)); m.Name != "db" || m.Controller != nil {
+		t.Errorf("a non-controller owner was taken as the controller: %+v", m)
+	}
+}

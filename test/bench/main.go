@@ -334,7 +334,11 @@ func targets(url string, body []byte, distinct bool) vegeta.Targeter {
 	if !distinct {
 		return vegeta.NewStaticTargeter(vegeta.Target{Method: http.MethodPost, URL: url, Body: body, Header: header})
 	}
-	at := bytes.Index(body, []byte(`"`+seqLabel+`":"`+seqZero+`"`)) + len(seqLabel) + 4
+	at := bytes.Index(body, []byte(`"`+seqLabel+`":"`+seqZero+`"`))
+	if at < 0 {
+		panic("the review carries no " + seqLabel + " label to number") // review always adds it
+	}
+	at += len(seqLabel) + 4
 	var seq atomic.Uint64
 	return func(t *vegeta.Target) error {
 		b := bytes.Clone(body)

@@ -78,7 +78,7 @@ func soak(server string, d time.Duration, rate int, cpu string) error {
 	fmt.Printf("soak: %s at %d distinct pods/s; idle RSS %s\n", d, rate, rss(cmd.Process.Pid))
 
 	var samples []string
-	done := make(chan vegeta.Metrics)
+	done := make(chan vegeta.Metrics, 1) // buffered: the attack never waits on a soak that returned
 	go func() {
 		done <- attack(cfg, targets(base+"/inject", body, true), rate, d)
 	}()
@@ -88,9 +88,10 @@ func soak(server string, d time.Duration, rate int, cpu string) error {
 	swapped := false
 	var result vegeta.Metrics
 	var check []string
-	for result.Requests == 0 {
+	for finished := false; !finished; {
 		select {
 		case result = <-done:
+			finished = true
 		case <-ticker.C:
 			samples = append(samples, rss(cmd.Process.Pid))
 			fmt.Printf("%6s  RSS %s\n", time.Since(start).Round(time.Second), samples[len(samples)-1])

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"io/fs"
 	"os"
@@ -207,8 +208,16 @@ spec:
 		}
 		cmd := exec.CommandContext(t.Context(), os.Getenv("REGO_INJECTOR_BIN"), "check", "--kubeconfig", e.cluster.kubeconfig, "-f", manifest, "-o", "junit")
 		cmd.Env = cleanEnv()
-		out, _ := cmd.Output()
-		if code := cmd.ProcessState.ExitCode(); code != wantExit {
+		out, err := cmd.Output()
+		code := 0
+		var exit *exec.ExitError
+		switch {
+		case errors.As(err, &exit):
+			code = exit.ExitCode()
+		case err != nil:
+			t.Fatalf("rego-injector check: %v", err)
+		}
+		if code != wantExit {
 			t.Errorf("%s: exit %d, want %d\n%s", ns, code, wantExit, out)
 		}
 		if wantExit == 1 && !strings.Contains(string(out), "requires the istio-proxy sidecar") {
