@@ -228,11 +228,8 @@ func hasContainerIn(cs []corev1.Container, name string) bool {
 	return false
 }
 
-// Scenario 4: a policy violation is denied with our message; a warn shows as a kubectl warning.
-func TestValidation(t *testing.T) {
-	e := need(t)
-	namespace(t, "s4", map[string]string{"istio-injection": "enabled"})
-	bad := `apiVersion: v1
+// sneakyPod runs a container as the proxy's UID, which the validating rule proxy_uid refuses.
+const sneakyPod = `apiVersion: v1
 kind: Pod
 metadata: {name: sneaky}
 spec:
@@ -241,7 +238,12 @@ spec:
     image: nginx
     securityContext: {runAsUser: 1337}
 `
-	_, stderr, err := e.cluster.kubectl(t.Context(), bad, "apply", "-n", "s4", "-f", "-")
+
+// Scenario 4: a policy violation is denied with our message; a warn shows as a kubectl warning.
+func TestValidation(t *testing.T) {
+	e := need(t)
+	namespace(t, "s4", map[string]string{"istio-injection": "enabled"})
+	_, stderr, err := e.cluster.kubectl(t.Context(), sneakyPod, "apply", "-n", "s4", "-f", "-")
 	if err == nil || !strings.Contains(stderr, `rego-injector.io" denied the request`) || !strings.Contains(stderr, "1337") {
 		t.Fatalf("want a denial from our validating webhook naming UID 1337: err %v, %q", err, stderr)
 	}
@@ -310,20 +312,11 @@ func TestNamespaceLabelChange(t *testing.T) {
 // counted where it is dryrun.
 func TestEnforcementModes(t *testing.T) {
 	e := need(t)
-	sneaky := `apiVersion: v1
-kind: Pod
-metadata: {name: sneaky}
-spec:
-  containers:
-  - name: app
-    image: nginx
-    securityContext: {runAsUser: 1337}
-`
 	for _, tc := range []struct {
 		ns, mode string
 	}{{"modes-deny", "deny"}, {"modes-warn", "warn"}, {"modes-dryrun", "dryrun"}} {
 		namespace(t, tc.ns, map[string]string{"istio-injection": "enabled"})
-		_, stderr, err := e.cluster.kubectl(t.Context(), sneaky, "apply", "-n", tc.ns, "-f", "-")
+		_, stderr, err := e.cluster.kubectl(t.Context(), sneakyPod, "apply", "-n", tc.ns, "-f", "-")
 		switch tc.mode {
 		case "deny":
 			if err == nil || !strings.Contains(stderr, "denied the request") {
