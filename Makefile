@@ -26,7 +26,7 @@ run: build ## start the webhook on https://127.0.0.1:8443 with the embedded defa
 build: ## build bin/rego-injector (static, runs on a scratch image)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/rego-injector
 
-test: lint opa-test go-test check-examples e2e ## every check and test: gofmt, go vet, opa fmt/check/test, go test -race, e2e
+test: lint opa-test go-test check-examples e2e ## every check and test: gofmt, go vet, opa fmt/check/test, go test -race, check over examples/, e2e
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
