@@ -1,6 +1,7 @@
 package injector_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -8,11 +9,14 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/rego-injector/rego-injector/engine/cluster"
 	"github.com/rego-injector/rego-injector/engine/inject"
+	"github.com/rego-injector/rego-injector/engine/injector"
 )
 
 // FuzzInject: whatever pod arrives, Inject does not panic, and a patch it returns applies to the pod
-// as sent and gives a pod that carries the status annotation.
+// as sent and gives a pod that carries the status annotation. The webhook with a memo answers the
+// pod twice, the second time from the memo, exactly as Inject does.
 func FuzzInject(f *testing.F) {
 	pods, _ := filepath.Glob("testdata/golden/*/pod.yaml")
 	for _, p := range pods {
@@ -29,9 +33,20 @@ func FuzzInject(f *testing.F) {
 	f.Add([]byte(`{"metadata":{"annotations":{"rego-injector.io/status":"{\"revision\":\"x\",\"containers\":[\"app\"]}"}},"spec":{"containers":[{"name":"app"}]}}`))
 	f.Add([]byte(`{"spec":{"containers":"nope"}}`))
 	f.Add([]byte(`null`))
-	inj := newInjector(f, compileDefault(f, ""), map[string]string{"istio-injection": "enabled"})
+	labels := map[string]string{"istio-injection": "enabled"}
+	inj := newInjector(f, compileDefault(f, ""), labels)
+	memoised := injector.New(cluster.Static{Labels: labels}, injector.WithOwnNamespace("rego-injector-system"), injector.WithMemo(64))
+	if err := memoised.Activate(compileDefault(f, "")); err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		res, err := inj.Inject(t.Context(), request(raw, "default", ""))
+		for range 2 {
+			resp := memoised.Mutating().Handle(t.Context(), request(raw, "default", "").Request)
+			if (err == nil) != (resp.Result == nil || resp.Result.Code != 500) || !bytes.Equal(resp.Patch, res.Patch) {
+				t.Fatalf("the webhook answered %+v (patch %s), Inject %v (patch %s)", resp.Result, resp.Patch, err, res.Patch)
+			}
+		}
 		if err != nil || res.Patch == nil {
 			return
 		}
