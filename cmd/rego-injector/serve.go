@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/rego-injector/rego-injector/engine/audit"
@@ -35,6 +36,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	evalTimeout := fs.Duration("admission-timeout", 4*time.Second, "deadline for answering one admission (policy evaluation included); keep it below the webhooks' timeoutSeconds")
 	auditEvery := fs.Duration("audit-interval", 0, "with a cluster, audit every pod against the active revision this often and export rego_injector_audit_pods{state} (needs list on pods; 0: never)")
 	emitEvents := fs.Bool("events", true, "with a cluster, report injections, skips worth knowing about and refused overrides as Kubernetes Events on the pod's owner (or namespace)")
+	gcPercent := fs.Int("gc-percent", 400, "the Go garbage collector's target (GOGC) when $GOGC is not set: each admission allocates a few hundred KB, and collecting less often buys ~30 % throughput for memory; set GOMEMLIMIT (the Deployment does, from the memory limit) to keep it bounded")
 	memoSize := fs.Int("memo-size", 256, "answers to distinct pods remembered per bundle revision, reused when the same pod comes again (replicas of one workload); 0 turns it off")
 	decisionLog := fs.String("decision-log", "", "write one JSON line per admission decision to stdout, stderr or this file (absent: no decision log)")
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig for namespace labels (absent: in-cluster config when running in a pod, else no cluster)")
@@ -51,6 +53,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	certInterval := fs.Duration("cert-check-interval", time.Minute, "with --manage-certs: how often to check the Secret and the caBundle")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(*gcPercent)
 	}
 	managed.Namespace = *ownNamespace
 	managed.WebhookConfigurations = splitList(*webhookConfigs)
