@@ -180,6 +180,14 @@ func BenchmarkHandlers(b *testing.B) {
 				}
 			}
 		})
+		b.Run("validate-memo/"+name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if resp := memoised.Validating().Handle(ctx, req); !resp.Allowed {
+					b.Fatalf("denied: %+v", resp.Result)
+				}
+			}
+		})
 		b.Run("validate/"+name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {

@@ -12,20 +12,23 @@ import (
 
 	"github.com/rego-injector/rego-injector/engine/admission"
 	"github.com/rego-injector/rego-injector/engine/cluster"
+	"github.com/rego-injector/rego-injector/engine/policy"
 )
 
-// WithMemo keeps the answers to the last size distinct admissions of each bundle revision and
-// reuses them for a pod that comes again: the replicas of one workload reach the webhook as the same
-// pod, byte for byte, so a rollout of 50 replicas evaluates policy once. The key is everything the
+// WithMemo keeps the answers to the last size distinct admissions of each bundle revision, mutating
+// and validating each, and reuses them for a pod that comes again: the replicas of one workload
+// reach the webhooks as the same pod, byte for byte, so a rollout of 50 replicas evaluates policy
+// once per webhook. The key is everything the
 // answer depends on (the pod and old pod as sent, the request less its uid, the namespace's labels
 // and annotations), hashed with SHA-256. Revisions whose policy is not Pure, and injectors with a
 // shadow bundle (which compares whole pods), never reuse answers. Zero turns memoising off.
 func WithMemo(size int) Option { return func(i *Injector) { i.memoSize = size } }
 
-// memo remembers answers of one revision. Only what the webhook answers with is kept: the decision,
-// the patch and whether the pod was already current; never the injected pod.
+// memo remembers answers of one revision. Only what the webhooks answer with is kept: the decision,
+// the patch and whether the pod was already current, or the verdict; never the injected pod.
 type memo struct {
-	answers *lru.Cache[[sha256.Size]byte, Result]
+	answers  *lru.Cache[[sha256.Size]byte, Result]
+	verdicts *lru.Cache[[sha256.Size]byte, policy.Verdict]
 }
 
 // maxMemoPatch is the largest patch a memo keeps; the answers for larger pods are recomputed.
@@ -35,11 +38,15 @@ func newMemo(size int) *memo {
 	if size <= 0 {
 		return nil
 	}
-	c, err := lru.New[[sha256.Size]byte, Result](size)
+	answers, err := lru.New[[sha256.Size]byte, Result](size)
 	if err != nil {
 		return nil
 	}
-	return &memo{answers: c}
+	verdicts, err := lru.New[[sha256.Size]byte, policy.Verdict](size)
+	if err != nil {
+		return nil
+	}
+	return &memo{answers: answers, verdicts: verdicts}
 }
 
 // injectMemoised is Inject for the webhook: it answers from the active revision's memo when the
@@ -54,12 +61,12 @@ func (i *Injector) injectMemoised(ctx context.Context, req *admission.Request) (
 	if err != nil {
 		return Result{}, err
 	}
-	key := memoKey(req, ns)
+	key := memoKey("inject", req, ns)
 	if res, ok := rev.memo.answers.Get(key); ok {
-		i.metrics.Memo(true)
+		i.metrics.Memo("inject", true)
 		return res, nil
 	}
-	i.metrics.Memo(false)
+	i.metrics.Memo("inject", false)
 	e, err := i.evaluationIn(rev, in, ns)
 	if err != nil {
 		return Result{}, err
@@ -73,9 +80,37 @@ func (i *Injector) injectMemoised(ctx context.Context, req *admission.Request) (
 	return res, err
 }
 
-// memoKey hashes everything a pure revision's answer depends on, each field length-prefixed so that
-// no two different admissions write the same bytes.
-func memoKey(req *admission.Request, ns cluster.Namespace) [sha256.Size]byte {
+// validateMemoised is Validate for the webhook, answering from the memo as injectMemoised does.
+func (i *Injector) validateMemoised(ctx context.Context, req *admission.Request) (policy.Verdict, string, error) {
+	in := Pod{Raw: req.Object.Raw, Request: req}
+	rev := i.active.Load()
+	if rev == nil || rev.memo == nil {
+		return i.Validate(ctx, in)
+	}
+	ns, err := i.lookupNamespace(ctx, in)
+	if err != nil {
+		return policy.Verdict{}, "", err
+	}
+	key := memoKey("validate", req, ns)
+	if v, ok := rev.memo.verdicts.Get(key); ok {
+		i.metrics.Memo("validate", true)
+		return v, rev.policy.Revision(), nil
+	}
+	i.metrics.Memo("validate", false)
+	e, err := i.evaluationIn(rev, in, ns)
+	if err != nil {
+		return policy.Verdict{}, "", err
+	}
+	v, err := rev.policy.Validate(ctx, e.input)
+	if err == nil {
+		rev.memo.verdicts.Add(key, v)
+	}
+	return v, rev.policy.Revision(), err
+}
+
+// memoKey hashes everything a pure revision's answer at endpoint depends on, each field
+// length-prefixed so that no two different admissions write the same bytes.
+func memoKey(endpoint string, req *admission.Request, ns cluster.Namespace) [sha256.Size]byte {
 	h := sha256.New()
 	put := func(s string) {
 		writeLen(h, len(s))
@@ -92,6 +127,7 @@ func memoKey(req *admission.Request, ns cluster.Namespace) [sha256.Size]byte {
 			put(m[k])
 		}
 	}
+	put(endpoint)
 	putBytes(req.Object.Raw)
 	putBytes(req.OldObject.Raw)
 	for _, s := range []string{

@@ -177,3 +177,51 @@ func TestMemoConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestMemoValidate: the validating webhook reuses its verdict for the same pod, and a namespace
+// that starts requiring the sidecar gets a fresh one.
+func TestMemoValidate(t *testing.T) {
+	ns := &switchable{labels: map[string]string{"istio-injection": "enabled"}}
+	m := metrics.New()
+	inj := injector.New(ns, injector.WithMemo(16), injector.WithMetrics(m))
+	if err := inj.Activate(compileDefault(t, "")); err != nil {
+		t.Fatal(err)
+	}
+	raw := yamlToJSON(t, "testdata/golden/enabled-namespace/pod.yaml")
+	for range 2 {
+		if resp := inj.Validating().Handle(t.Context(), review(t, raw)); !resp.Allowed {
+			t.Fatalf("denied: %+v", resp.Result)
+		}
+	}
+	if hits := seriesValue(t, m, "rego_injector_memo_lookups_total", map[string]string{"endpoint": "validate", "result": "hit"}); hits != 1 {
+		t.Fatalf("validate memo hits %v, want 1", hits)
+	}
+	ns.labels["rego-injector.io/require-sidecar"] = "true"
+	if resp := inj.Validating().Handle(t.Context(), review(t, raw)); resp.Allowed {
+		t.Fatal("a pod without the sidecar was allowed from the memo after its namespace began requiring it")
+	}
+}
+
+// seriesValue is the value of the counter name whose series has all of labels.
+func seriesValue(t *testing.T, m *metrics.Metrics, name string, labels map[string]string) float64 {
+	t.Helper()
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	series:
+		for _, metric := range f.GetMetric() {
+			for k, v := range labels {
+				if !hasLabel(metric, k, v) {
+					continue series
+				}
+			}
+			return metric.GetCounter().GetValue()
+		}
+	}
+	return 0
+}

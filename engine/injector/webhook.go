@@ -88,7 +88,7 @@ func (i *Injector) validate(ctx context.Context, req *admission.Request) *admiss
 		i.metrics.Admission("validate", metrics.ResultIgnored, "", "", time.Since(start))
 		return admission.Allowed()
 	}
-	v, rev, err := i.Validate(ctx, Pod{Raw: req.Object.Raw, Request: req})
+	v, rev, err := i.validateMemoised(ctx, req)
 	took := time.Since(start)
 	i.logDecision("injector/validate", req, rev, verdictResult(v), err, took)
 	if err != nil {

@@ -88,8 +88,8 @@ func New() *Metrics {
 	m.memo = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "rego_injector",
 		Name:      "memo_lookups_total",
-		Help:      "Mutating admissions looked up in the memo of earlier answers, by result (hit, miss).",
-	}, []string{"result"})
+		Help:      "Admissions looked up in the memo of earlier answers, by endpoint (inject, validate) and result (hit, miss).",
+	}, []string{"endpoint", "result"})
 	m.auditPods = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "rego_injector",
 		Name:      "audit_pods",
@@ -154,8 +154,8 @@ func (m *Metrics) Violation(rule, mode string) {
 	m.violations.WithLabelValues(rule, mode).Inc()
 }
 
-// Memo counts one lookup in the memo of earlier answers.
-func (m *Metrics) Memo(hit bool) {
+// Memo counts one lookup in the memo of earlier answers at endpoint.
+func (m *Metrics) Memo(endpoint string, hit bool) {
 	if m == nil {
 		return
 	}
@@ -163,7 +163,7 @@ func (m *Metrics) Memo(hit bool) {
 	if hit {
 		result = "hit"
 	}
-	m.memo.WithLabelValues(result).Inc()
+	m.memo.WithLabelValues(endpoint, result).Inc()
 }
 
 // Audit records the pod counts of a completed audit, by state; states not given are zero.
