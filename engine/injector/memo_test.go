@@ -28,15 +28,23 @@ func (s *switchable) Namespace(_ context.Context, name string) (cluster.Namespac
 
 func (*switchable) Synced() bool { return true }
 
-// TestMemo: the same pod admitted again (another replica: another request uid) gets the same answer
-// from the memo; a change of the namespace's labels, of the pod or of the revision is a new answer.
-func TestMemo(t *testing.T) {
+// memoised is an injector with a memo, its metrics, and a namespace source enabled for injection
+// that the test may change.
+func memoised(t *testing.T) (*switchable, *metrics.Metrics, *injector.Injector) {
+	t.Helper()
 	ns := &switchable{labels: map[string]string{"istio-injection": "enabled"}}
 	m := metrics.New()
 	inj := injector.New(ns, injector.WithMemo(16), injector.WithMetrics(m))
 	if err := inj.Activate(compileDefault(t, "")); err != nil {
 		t.Fatal(err)
 	}
+	return ns, m, inj
+}
+
+// TestMemo: the same pod admitted again (another replica: another request uid) gets the same answer
+// from the memo; a change of the namespace's labels, of the pod or of the revision is a new answer.
+func TestMemo(t *testing.T) {
+	ns, m, inj := memoised(t)
 	raw := yamlToJSON(t, "testdata/golden/enabled-namespace/pod.yaml")
 	first := inj.Mutating().Handle(t.Context(), review(t, raw))
 	if first.Patch == nil {
@@ -125,12 +133,7 @@ func TestMemoKey(t *testing.T) {
 		"namespace label":      func(_ *admissionv1.AdmissionRequest, ns *switchable) { ns.labels["team"] = "shop" },
 	} {
 		t.Run(name, func(t *testing.T) {
-			ns := &switchable{labels: map[string]string{"istio-injection": "enabled"}}
-			m := metrics.New()
-			inj := injector.New(ns, injector.WithMemo(16), injector.WithMetrics(m))
-			if err := inj.Activate(compileDefault(t, "")); err != nil {
-				t.Fatal(err)
-			}
+			ns, m, inj := memoised(t)
 			inj.Mutating().Handle(t.Context(), review(t, raw))
 			again := review(t, raw)
 			again.UID = "another"
@@ -181,12 +184,7 @@ func TestMemoConcurrent(t *testing.T) {
 // TestMemoValidate: the validating webhook reuses its verdict for the same pod, and a namespace
 // that starts requiring the sidecar gets a fresh one.
 func TestMemoValidate(t *testing.T) {
-	ns := &switchable{labels: map[string]string{"istio-injection": "enabled"}}
-	m := metrics.New()
-	inj := injector.New(ns, injector.WithMemo(16), injector.WithMetrics(m))
-	if err := inj.Activate(compileDefault(t, "")); err != nil {
-		t.Fatal(err)
-	}
+	ns, m, inj := memoised(t)
 	raw := yamlToJSON(t, "testdata/golden/enabled-namespace/pod.yaml")
 	for range 2 {
 		if resp := inj.Validating().Handle(t.Context(), review(t, raw)); !resp.Allowed {
@@ -200,28 +198,4 @@ func TestMemoValidate(t *testing.T) {
 	if resp := inj.Validating().Handle(t.Context(), review(t, raw)); resp.Allowed {
 		t.Fatal("a pod without the sidecar was allowed from the memo after its namespace began requiring it")
 	}
-}
-
-// seriesValue is the value of the counter name whose series has all of labels.
-func seriesValue(t *testing.T, m *metrics.Metrics, name string, labels map[string]string) float64 {
-	t.Helper()
-	families, err := m.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-	series:
-		for _, metric := range f.GetMetric() {
-			for k, v := range labels {
-				if !hasLabel(metric, k, v) {
-					continue series
-				}
-			}
-			return metric.GetCounter().GetValue()
-		}
-	}
-	return 0
 }

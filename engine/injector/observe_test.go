@@ -177,6 +177,12 @@ func counterValue(t *testing.T, m *metrics.Metrics, name, kind string) float64 {
 // labelledValue is the value of the counter name whose label has value.
 func labelledValue(t *testing.T, m *metrics.Metrics, name, label, value string) float64 {
 	t.Helper()
+	return seriesValue(t, m, name, map[string]string{label: value})
+}
+
+// seriesValue is the value of the counter name whose series has all of labels.
+func seriesValue(t *testing.T, m *metrics.Metrics, name string, labels map[string]string) float64 {
+	t.Helper()
 	families, err := m.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -185,10 +191,14 @@ func labelledValue(t *testing.T, m *metrics.Metrics, name, label, value string) 
 		if f.GetName() != name {
 			continue
 		}
+	series:
 		for _, metric := range f.GetMetric() {
-			if hasLabel(metric, label, value) {
-				return metric.GetCounter().GetValue()
+			for k, v := range labels {
+				if !hasLabel(metric, k, v) {
+					continue series
+				}
 			}
+			return metric.GetCounter().GetValue()
 		}
 	}
 	return 0
