@@ -41,18 +41,17 @@ istio_overrides := {
 	},
 }
 
-# The resource annotations of config resource_annotations, in the same shape.
-resource_overrides := {key: {
+# The entry of annotation key: a resource annotation of config resource_annotations (which wins, as
+# config may redefine a key), else one of istio_overrides. Undefined for other annotations, so that
+# only the annotations a pod has are looked up.
+override_entry(key) := {
 	"override": "resources", "check": "quantity", "resource": resource,
 	"path": ["proxy", "resources", kind, resource], "effect": sprintf("sets proxy %s.%s", [kind, resource]),
-} |
-	some key, path in lib.resource_annotations
-	[kind, resource] := path
+} if {
+	[kind, resource] := lib.resource_annotations[key]
 	is_string(kind)
 	is_string(resource)
-}
-
-override_annotations := object.union(istio_overrides, resource_overrides)
+} else := istio_overrides[key]
 
 # METADATA
 # title: The pod's overrides, judged
@@ -60,8 +59,8 @@ override_annotations := object.union(istio_overrides, resource_overrides)
 #   {"entry", "annotation", "value", "refusal"} for each override annotation the pod has, in
 #   annotation key order; refusal is "" for an override that is honoured.
 judged := [{"entry": entry, "annotation": key, "value": value, "refusal": override_refusal(entry, key, value)} |
-	some key, entry in override_annotations
-	value := lib.pod_annotations[key]
+	some key, value in lib.pod_annotations
+	entry := override_entry(key)
 ]
 
 # The overrides honoured, as {"values", "reason"}.
