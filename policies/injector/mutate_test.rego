@@ -478,6 +478,16 @@ test_variant_image_rules_in_config_order if {
 	variant_of(with_images(["example.com/web:1", "example.com/batch-runner:2"])).reason == `container "c1" image "example.com/batch-runner:2" matches "*/batch-*": variant native` with data.injector.config.image_variants as rules
 }
 
+test_variant_image_patterns_match_one_by_one if {
+	# The alternatives of a rule only decide which rules to try: a pattern with a comma means that
+	# comma, and the first pattern in order names the match.
+	rules := [{"variant": "native", "images": ["x,y:*", "*/job:*", "*/*:*"]}]
+	variant_of(with_images(["x,y:1"])).reason == `container "c0" image "x,y:1" matches "x,y:*": variant native` with data.injector.config.image_variants as rules
+	variant_of(with_images(["x"])).variant == "sidecar" with data.injector.config.image_variants as rules
+	variant_of(with_images(["example.com/web:1", "example.com/job:2"])).reason == `container "c1" image "example.com/job:2" matches "*/job:*": variant native` with data.injector.config.image_variants as rules
+	variant_of(with_images(["sidecar"])).variant == "sidecar" with data.injector.config.image_variants as [{"variant": "native", "images": [7]}]
+}
+
 test_variant_ignores_init_containers_and_malformed_images if {
 	pod := pod_input(enabled, {}, {
 		"initContainers": [{"name": "seed", "image": "redis:7"}],
