@@ -14,6 +14,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	kubeconfig := fs.String("kubeconfig", "", "the cluster to audit (default $KUBECONFIG, or the pod's service account in a cluster)")
 	namespace := fs.String("namespace", "", "audit only this namespace (default: all)")
 	output := fs.String("o", "table", "output format: table or json")
+	fail := fs.Bool("fail", false, "exit 1 when any pod disagrees with policy (for a CronJob or a pipeline)")
 	var e engineFlags
 	e.register(fs)
 	if err := parse(fs, args, stderr); err != nil {
@@ -46,7 +47,12 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if *output == "json" {
-		return audit.WriteJSON(stdout, r)
+		err = audit.WriteJSON(stdout, r)
+	} else {
+		err = audit.WriteTable(stdout, r)
 	}
-	return audit.WriteTable(stdout, r)
+	if err == nil && *fail && len(r.Findings) > 0 {
+		return fmt.Errorf("%d pods disagree with policy at revision %s", len(r.Findings), r.Revision)
+	}
+	return err
 }

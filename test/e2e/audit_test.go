@@ -109,6 +109,13 @@ spec:
 		}
 	}
 
+	// --fail turns findings into exit status 1, for a CronJob or a pipeline.
+	failing := exec.CommandContext(t.Context(), os.Getenv("REGO_INJECTOR_BIN"), "audit", "--kubeconfig", e.cluster.kubeconfig, "--namespace", "audit", "--fail")
+	failing.Env = cleanEnv()
+	if out, err := failing.CombinedOutput(); err == nil || !strings.Contains(string(out), "2 pods disagree with policy") {
+		t.Errorf("audit --fail with two missing pods: %v\n%s", err, out)
+	}
+
 	r = audit("--bundle", bundleAt(t, "default-2"))
 	if r.Revision != "default-2" || r.Pods["missing"] != 2 || r.Pods["outdated"] != 2 {
 		t.Fatalf("audit against a newer revision: %+v", r)
