@@ -37,70 +37,61 @@ const (
 	ResultIgnored  = "ignored"
 )
 
+// namespace prefixes every metric name.
+const namespace = "rego_injector"
+
+func counter(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help}, labels)
+}
+
+func gauge(name, help string, labels ...string) *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help}, labels)
+}
+
+func histogram(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: name, Help: help, Buckets: buckets}, labels)
+}
+
 // New creates the collectors on a fresh registry, with the Go and process collectors beside them.
 func New() *Metrics {
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
-		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "rego_injector",
-			Name:      "admissions_total",
-			Help:      "Admission reviews answered, by endpoint (inject, validate), result, variant and, for skipped pods, the decision's code.",
-		}, []string{"endpoint", "result", "variant", "reason"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: "rego_injector",
-			Name:      "admission_duration_seconds",
-			Help:      "Time the handler took to answer one decoded admission review.",
-			// 50 µs to ~3.3 s: fine enough to show sub-millisecond work.
-			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 17),
-		}, []string{"endpoint"}),
-		revision: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: "rego_injector",
-			Name:      "bundle_info",
-			Help:      "The active bundle revision (value 1 on the active revision's series).",
-		}, []string{"revision"}),
+		admissions: counter("admissions_total",
+			"Admission reviews answered, by endpoint (inject, validate), result, variant and, for skipped pods, the decision's code.",
+			"endpoint", "result", "variant", "reason"),
+		// 50 µs to ~3.3 s: fine enough to show sub-millisecond work.
+		duration: histogram("admission_duration_seconds",
+			"Time the handler took to answer one decoded admission review.",
+			prometheus.ExponentialBuckets(50e-6, 2, 17), "endpoint"),
+		revision: gauge("bundle_info",
+			"The active bundle revision (value 1 on the active revision's series).",
+			"revision"),
+		activations: counter("bundle_activations_total",
+			"Bundle revisions activated, and bundles refused (not read, verified, downloaded, compiled or self-tested), by bundle (live, shadow) and result (activated, refused).",
+			"bundle", "result"),
+		activationTime: histogram("bundle_activation_duration_seconds",
+			"Time to compile, prepare and check a bundle revision, by bundle.",
+			prometheus.ExponentialBuckets(1e-3, 2, 14), "bundle"),
+		lastActivation: gauge("bundle_last_activation_timestamp_seconds",
+			"Unix time of the last activation attempt, by bundle and result (activated, refused).",
+			"bundle", "result"),
+		shadowDiffs: counter("shadow_differences_total",
+			"Admissions where the shadow bundle decided otherwise than the live one, by what differed (inject, variant, patch, error), and comparisons skipped because the shadow was busy (skipped).",
+			"kind"),
+		violations: counter("policy_violations_total",
+			"Violations the validating policy reported, by rule and enforcement mode (deny, warn, dryrun).",
+			"rule", "mode"),
+		memo: counter("memo_lookups_total",
+			"Admissions looked up in the memo of earlier answers, by endpoint (inject, validate) and result (hit, miss).",
+			"endpoint", "result"),
+		auditPods: gauge("audit_pods",
+			"Pods by how they stand against the active bundle revision at the last audit (--audit-interval): current, not_injected, missing, unexpected, outdated, variant, error.",
+			"state"),
+		auditLastRun: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "audit_last_run_timestamp_seconds",
+			Help: "Unix time of the last audit that completed."}),
 	}
-	m.activations = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "rego_injector",
-		Name:      "bundle_activations_total",
-		Help:      "Bundle revisions activated, and bundles refused (not read, verified, downloaded, compiled or self-tested), by bundle (live, shadow) and result (activated, refused).",
-	}, []string{"bundle", "result"})
-	m.activationTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: "rego_injector",
-		Name:      "bundle_activation_duration_seconds",
-		Help:      "Time to compile, prepare and check a bundle revision, by bundle.",
-		Buckets:   prometheus.ExponentialBuckets(1e-3, 2, 14),
-	}, []string{"bundle"})
-	m.lastActivation = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: "rego_injector",
-		Name:      "bundle_last_activation_timestamp_seconds",
-		Help:      "Unix time of the last activation attempt, by bundle and result (activated, refused).",
-	}, []string{"bundle", "result"})
-	m.shadowDiffs = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "rego_injector",
-		Name:      "shadow_differences_total",
-		Help:      "Admissions where the shadow bundle decided otherwise than the live one, by what differed (inject, variant, patch, error), and comparisons skipped because the shadow was busy (skipped).",
-	}, []string{"kind"})
-	m.violations = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "rego_injector",
-		Name:      "policy_violations_total",
-		Help:      "Violations the validating policy reported, by rule and enforcement mode (deny, warn, dryrun).",
-	}, []string{"rule", "mode"})
-	m.memo = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "rego_injector",
-		Name:      "memo_lookups_total",
-		Help:      "Admissions looked up in the memo of earlier answers, by endpoint (inject, validate) and result (hit, miss).",
-	}, []string{"endpoint", "result"})
-	m.auditPods = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: "rego_injector",
-		Name:      "audit_pods",
-		Help:      "Pods by how they stand against the active bundle revision at the last audit (--audit-interval): current, not_injected, missing, unexpected, outdated, variant, error.",
-	}, []string{"state"})
-	m.auditLastRun = prometheus.NewGauge(prometheus.GaugeOpts{
-		Namespace: "rego_injector",
-		Name:      "audit_last_run_timestamp_seconds",
-		Help:      "Unix time of the last audit that completed.",
-	})
-	m.Registry.MustRegister(m.auditPods, m.auditLastRun, m.memo, m.admissions, m.duration, m.revision, m.activations, m.activationTime, m.lastActivation, m.shadowDiffs, m.violations,
+	m.Registry.MustRegister(m.admissions, m.duration, m.revision, m.activations, m.activationTime, m.lastActivation,
+		m.shadowDiffs, m.violations, m.memo, m.auditPods, m.auditLastRun,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
