@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"sigs.k8s.io/yaml"
@@ -12,6 +13,8 @@ import (
 	"github.com/rego-injector/rego-injector/engine/cluster"
 	"github.com/rego-injector/rego-injector/engine/inject"
 	"github.com/rego-injector/rego-injector/engine/injector"
+	"github.com/rego-injector/rego-injector/engine/manifest"
+	"github.com/rego-injector/rego-injector/engine/workload"
 )
 
 // FuzzInject: whatever pod arrives, Inject does not panic, and a patch it returns applies to the pod
@@ -29,6 +32,9 @@ func FuzzInject(f *testing.F) {
 			f.Fatal(err)
 		}
 		f.Add(js)
+	}
+	for _, pod := range corpusPods(f) {
+		f.Add(pod)
 	}
 	f.Add([]byte(`{"metadata":{"annotations":{"rego-injector.io/status":"{\"revision\":\"x\",\"containers\":[\"app\"]}"}},"spec":{"containers":[{"name":"app"}]}}`))
 	f.Add([]byte(`{"spec":{"containers":"nope"}}`))
@@ -58,4 +64,37 @@ func FuzzInject(f *testing.F) {
 			t.Fatalf("patched pod has no readable status: %v", err)
 		}
 	})
+}
+
+// corpusPods are the pods of the workloads in the manifest corpus that sits beside the checkout in
+// CI (none when it is absent), as JSON: real pods nobody here wrote, to seed the fuzzer.
+func corpusPods(f *testing.F) [][]byte {
+	dir := os.Getenv("REGO_INJECTOR_CORPUS")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "..", "shared", "corpus")
+	}
+	var pods [][]byte
+	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !(strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")) {
+			return nil
+		}
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return nil
+		}
+		docs, err := manifest.Split(bytes.NewReader(raw))
+		if err != nil {
+			return nil
+		}
+		for _, doc := range docs {
+			if t, ok := workload.PodTemplate(doc.Object); ok {
+				if js, err := json.Marshal(t.Pod); err == nil {
+					pods = append(pods, js)
+				}
+			}
+		}
+		return nil
+	})
+	f.Logf("%d corpus pods seed the fuzzer", len(pods))
+	return pods
 }
