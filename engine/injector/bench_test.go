@@ -23,18 +23,27 @@ import (
 // volumes, ~4 KB) and large (20 containers, 1,000 env vars).
 var benchPods = []string{"small", "typical", "large"}
 
-func benchInjector(b *testing.B, opts ...Option) *Injector {
-	b.Helper()
+// compileAt compiles the embedded default bundle, relabelled to revision rev when rev is set.
+func compileAt(tb testing.TB, rev string) *policy.Policy {
+	tb.Helper()
 	bd, err := regoinjector.DefaultBundle()
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
+	}
+	if rev != "" {
+		bd.Manifest.Revision = rev
 	}
 	p, err := policy.Compile(context.Background(), bd)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
+	return p
+}
+
+func benchInjector(b *testing.B, opts ...Option) *Injector {
+	b.Helper()
 	inj := New(cluster.Static{Labels: map[string]string{"istio-injection": "enabled"}}, opts...)
-	if err := inj.Activate(p); err != nil {
+	if err := inj.Activate(compileAt(b, "")); err != nil {
 		b.Fatal(err)
 	}
 	return inj

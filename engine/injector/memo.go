@@ -49,63 +49,80 @@ func newMemo(size int) *memo {
 	return &memo{answers: answers, verdicts: verdicts}
 }
 
-// injectMemoised is Inject for the webhook: it answers from the active revision's memo when the
-// same admission was answered before, and remembers the answer otherwise.
+// injectMemoised is Inject for the webhook: the active revision's memo answers an admission it has
+// answered before. With a shadow bundle, which compares whole pods, nothing is memoised.
 func (i *Injector) injectMemoised(ctx context.Context, req *admission.Request) (Result, error) {
-	in := Pod{Raw: req.Object.Raw, Request: req}
-	rev := i.active.Load()
-	if rev == nil || rev.memo == nil || i.shadow != nil {
-		return i.Inject(ctx, in)
-	}
-	ns, err := i.lookupNamespace(ctx, in)
-	if err != nil {
-		return Result{}, err
-	}
-	key := memoKey("inject", req, ns)
-	if res, ok := rev.memo.answers.Get(key); ok {
-		i.metrics.Memo("inject", true)
-		return res, nil
-	}
-	i.metrics.Memo("inject", false)
-	e, err := i.evaluationIn(rev, in, ns)
-	if err != nil {
-		return Result{}, err
-	}
-	res, err := rev.mutate(ctx, e)
-	if err == nil && len(res.Patch) <= maxMemoPatch {
-		kept := res
-		kept.Pod = nil
-		rev.memo.answers.Add(key, kept)
-	}
+	res, _, err := memoised(ctx, i, req, "inject",
+		func(m *memo) *lru.Cache[[sha256.Size]byte, Result] {
+			if i.shadow != nil {
+				return nil
+			}
+			return m.answers
+		},
+		func(rev *revision, e *evaluation) (Result, error) { return rev.mutate(ctx, e) },
+		func(res Result) (Result, bool) {
+			res.Pod = nil // the webhook answers with the patch; the pod would only hold memory
+			return res, len(res.Patch) <= maxMemoPatch
+		})
 	return res, err
 }
 
-// validateMemoised is Validate for the webhook, answering from the memo as injectMemoised does.
+// validateMemoised is Validate for the webhook, memoised as injectMemoised is.
 func (i *Injector) validateMemoised(ctx context.Context, req *admission.Request) (policy.Verdict, string, error) {
-	in := Pod{Raw: req.Object.Raw, Request: req}
-	rev := i.active.Load()
-	if rev == nil || rev.memo == nil {
-		return i.Validate(ctx, in)
+	v, rev, err := memoised(ctx, i, req, "validate",
+		func(m *memo) *lru.Cache[[sha256.Size]byte, policy.Verdict] { return m.verdicts },
+		func(rev *revision, e *evaluation) (policy.Verdict, error) { return rev.policy.Validate(ctx, e.input) },
+		func(v policy.Verdict) (policy.Verdict, bool) { return v, true })
+	revision := ""
+	if rev != nil {
+		revision = rev.policy.Revision()
 	}
+	return v, revision, err
+}
+
+// memoised answers req at endpoint with the active revision: from the cache its memo keeps for the
+// endpoint (cache may return nil: none) when the same admission was answered before, else with
+// compute, remembering what store keeps. It returns the revision that answered, nil when none is
+// active.
+func memoised[T any](ctx context.Context, i *Injector, req *admission.Request, endpoint string,
+	cache func(*memo) *lru.Cache[[sha256.Size]byte, T],
+	compute func(*revision, *evaluation) (T, error),
+	store func(T) (T, bool),
+) (T, *revision, error) {
+	var zero T
+	rev := i.active.Load()
+	if rev == nil {
+		return zero, nil, ErrNotActive
+	}
+	in := Pod{Raw: req.Object.Raw, Request: req}
 	ns, err := i.lookupNamespace(ctx, in)
 	if err != nil {
-		return policy.Verdict{}, "", err
+		return zero, rev, err
 	}
-	key := memoKey("validate", req, ns)
-	if v, ok := rev.memo.verdicts.Get(key); ok {
-		i.metrics.Memo("validate", true)
-		return v, rev.policy.Revision(), nil
+	var answers *lru.Cache[[sha256.Size]byte, T]
+	if rev.memo != nil {
+		answers = cache(rev.memo)
 	}
-	i.metrics.Memo("validate", false)
+	var key [sha256.Size]byte
+	if answers != nil {
+		key = memoKey(endpoint, req, ns)
+		if v, ok := answers.Get(key); ok {
+			i.metrics.Memo(endpoint, true)
+			return v, rev, nil
+		}
+		i.metrics.Memo(endpoint, false)
+	}
 	e, err := i.evaluationIn(rev, in, ns)
 	if err != nil {
-		return policy.Verdict{}, "", err
+		return zero, rev, err
 	}
-	v, err := rev.policy.Validate(ctx, e.input)
-	if err == nil {
-		rev.memo.verdicts.Add(key, v)
+	v, err := compute(rev, e)
+	if err == nil && answers != nil {
+		if kept, ok := store(v); ok {
+			answers.Add(key, kept)
+		}
 	}
-	return v, rev.policy.Revision(), err
+	return v, rev, err
 }
 
 // memoKey hashes everything a pure revision's answer at endpoint depends on, each field

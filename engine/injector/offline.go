@@ -36,16 +36,22 @@ func Offline(pod map[string]any, namespace string, owner *workload.Owner) (Pod, 
 	return Pod{Raw: raw, Request: req, Owner: owner}, nil
 }
 
+// objectPod finds the pod inside a workload object (or a bare Pod) and builds the Pod the webhook
+// would have received for it; ok is false for kinds that carry no pod.
+func objectPod(obj map[string]any, namespace string) (t *workload.Template, in Pod, ok bool, err error) {
+	if t, ok = workload.PodTemplate(obj); !ok {
+		return nil, Pod{}, false, nil
+	}
+	in, err = Offline(t.Pod, namespace, t.Owner)
+	return t, in, true, err
+}
+
 // InjectObject injects the pod inside a workload object (or a bare Pod). ok is false for kinds that
 // carry no pod, which are left alone. The returned object is obj itself when nothing changed.
 func (i *Injector) InjectObject(ctx context.Context, obj map[string]any, namespace string) (out map[string]any, res Result, ok bool, err error) {
-	t, ok := workload.PodTemplate(obj)
-	if !ok {
-		return obj, Result{}, false, nil
-	}
-	in, err := Offline(t.Pod, namespace, t.Owner)
-	if err != nil {
-		return obj, Result{}, true, err
+	t, in, ok, err := objectPod(obj, namespace)
+	if !ok || err != nil {
+		return obj, Result{}, ok, err
 	}
 	res, err = i.Inject(ctx, in)
 	if err != nil || res.Pod == nil {
@@ -57,13 +63,9 @@ func (i *Injector) InjectObject(ctx context.Context, obj map[string]any, namespa
 // TraceObject writes the evaluation trace of the decision on the pod inside obj to w; ok is false
 // for kinds that carry no pod.
 func (i *Injector) TraceObject(ctx context.Context, obj map[string]any, namespace string, w io.Writer) (ok bool, err error) {
-	t, ok := workload.PodTemplate(obj)
-	if !ok {
-		return false, nil
-	}
-	in, err := Offline(t.Pod, namespace, t.Owner)
-	if err != nil {
-		return true, err
+	_, in, ok, err := objectPod(obj, namespace)
+	if !ok || err != nil {
+		return ok, err
 	}
 	return true, i.Trace(ctx, in, w)
 }
@@ -71,13 +73,9 @@ func (i *Injector) TraceObject(ctx context.Context, obj map[string]any, namespac
 // ValidateObject runs the validating policy on the pod inside obj, as the webhook would when that
 // pod is created; ok is false for kinds that carry no pod.
 func (i *Injector) ValidateObject(ctx context.Context, obj map[string]any, namespace string) (v policy.Verdict, ok bool, err error) {
-	t, ok := workload.PodTemplate(obj)
-	if !ok {
-		return v, false, nil
-	}
-	in, err := Offline(t.Pod, namespace, t.Owner)
-	if err != nil {
-		return v, true, err
+	_, in, ok, err := objectPod(obj, namespace)
+	if !ok || err != nil {
+		return v, ok, err
 	}
 	v, _, err = i.Validate(ctx, in)
 	return v, true, err

@@ -25,18 +25,7 @@ func TestAudit(t *testing.T) {
 	namespace(t, "audit", nil)
 	deploy := func(name string) {
 		t.Helper()
-		manifest := strings.ReplaceAll(`apiVersion: apps/v1
-kind: Deployment
-metadata: {name: NAME}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: NAME}}
-  template:
-    metadata: {labels: {app: NAME}}
-    spec:
-      containers: [{name: app, image: nginx}]
-`, "NAME", name)
-		if _, stderr, err := e.cluster.kubectl(t.Context(), manifest, "apply", "-n", "audit", "-f", "-"); err != nil {
+		if _, stderr, err := e.cluster.kubectl(t.Context(), deploymentYAML(name), "apply", "-n", "audit", "-f", "-"); err != nil {
 			t.Fatalf("%v: %s", err, stderr)
 		}
 		waitPods(t, "audit", "app="+name, 2)

@@ -90,18 +90,7 @@ func TestPodInjectedByNamespaceLabel(t *testing.T) {
 func TestDeploymentPodsInjected(t *testing.T) {
 	e := need(t)
 	namespace(t, "s2", map[string]string{"istio-injection": "enabled"})
-	deploy := `apiVersion: apps/v1
-kind: Deployment
-metadata: {name: shop}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: shop}}
-  template:
-    metadata: {labels: {app: shop}}
-    spec:
-      containers: [{name: app, image: nginx}]
-`
-	if _, _, err := e.cluster.kubectl(t.Context(), deploy, "apply", "-n", "s2", "-f", "-"); err != nil {
+	if _, _, err := e.cluster.kubectl(t.Context(), deploymentYAML("shop"), "apply", "-n", "s2", "-f", "-"); err != nil {
 		t.Fatal(err)
 	}
 	pods := waitPods(t, "s2", "app=shop", 2)
@@ -138,6 +127,21 @@ func waitEvent(t *testing.T, ns, reason, kind string) corev1.Event {
 	}
 	t.Fatalf("no %s event about a %s in %s after 30 s", reason, kind, ns)
 	return corev1.Event{}
+}
+
+// deploymentYAML is a Deployment of two nginx replicas labelled app=name.
+func deploymentYAML(name string) string {
+	return strings.ReplaceAll(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: NAME}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: NAME}}
+  template:
+    metadata: {labels: {app: NAME}}
+    spec:
+      containers: [{name: app, image: nginx}]
+`, "NAME", name)
 }
 
 func waitPods(t *testing.T, ns, selector string, n int) []corev1.Pod {
