@@ -22,7 +22,9 @@ const MaxBodyBytes = 7 << 20
 // the response in the review's own version. Errors in the HTTP exchange are answered precisely (400
 // malformed, 405 not POST, 413 too large, 415 not JSON). An Errored response from h, and a panic in
 // h, are answered with their HTTP status (500) and message, so that the apiserver treats them as a
-// failed call and applies the webhook's failurePolicy.
+// failed call and applies the webhook's failurePolicy. The rest of a body that is too large is read
+// and discarded, up to a bound, before the 413 is written, so that a client that writes its whole
+// request before it reads still reads the answer.
 func Serve(h Handler, log *slog.Logger) http.Handler {
 	return &server{handler: h, log: log}
 }
@@ -42,13 +44,16 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("content type %q: want application/json", r.Header.Get("Content-Type")))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds %d bytes", MaxBodyBytes))
-			return
+	body, err := readBody(r)
+	if errors.Is(err, errTooLarge) {
+		if !drain(r.Body) {
+			// The client may still be sending: the connection cannot carry another request.
+			w.Header().Set("Connection", "close")
 		}
+		httpError(w, http.StatusRequestEntityTooLarge, err.Error())
+		return
+	}
+	if err != nil {
 		httpError(w, http.StatusBadRequest, "read body: "+err.Error())
 		return
 	}
@@ -73,6 +78,36 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(out)
+}
+
+// errTooLarge is the error of a body longer than MaxBodyBytes.
+var errTooLarge = fmt.Errorf("request body exceeds the limit of %d bytes (%d MiB)", MaxBodyBytes, MaxBodyBytes>>20)
+
+// readBody reads r's body, up to MaxBodyBytes; a longer one is errTooLarge, and not read further.
+func readBody(r *http.Request) ([]byte, error) {
+	if r.ContentLength > MaxBodyBytes {
+		return nil, errTooLarge
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > MaxBodyBytes {
+		return nil, errTooLarge
+	}
+	return body, nil
+}
+
+// maxDrainBytes bounds what is read and discarded of a body too large to serve.
+const maxDrainBytes = 32 << 20
+
+// drain reads and discards what is left of body, up to maxDrainBytes, and reports whether it reached
+// the end. An HTTP/1.1 client may write its whole request before it reads the answer: when the server
+// stops reading and closes the connection while the client is still writing, the client gets a reset
+// connection, not the 413. Reading the rest lets it finish writing and read the answer.
+func drain(body io.Reader) bool {
+	n, err := io.Copy(io.Discard, io.LimitReader(body, maxDrainBytes+1))
+	return err == nil && n <= maxDrainBytes
 }
 
 func (s *server) handle(r *http.Request, req *Request) (resp *Response) {

@@ -1,9 +1,15 @@
 package admission_test
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -54,6 +60,123 @@ func TestMethodAndContentType(t *testing.T) {
 	if rec := serve(t, ok, http.MethodPost, "application/yaml", review); rec.Code != http.StatusUnsupportedMediaType {
 		t.Errorf("YAML: status %d", rec.Code)
 	}
+}
+
+// TestOversizedBodyOverTheWire: a body past the limit is answered 413 with a message naming the
+// limit, and the client reads that answer, not a reset connection: over HTTP/1.1 from a client that
+// writes its whole request before it reads (as many do), plain and over TLS, and from Go's client
+// over HTTP/1.1 and HTTP/2 (TLS, as engine/server serves).
+func TestOversizedBodyOverTheWire(t *testing.T) {
+	ok := admission.HandlerFunc(func(context.Context, *admission.Request) *admission.Response { return admission.Allowed() })
+	h := admission.Serve(ok, slog.New(slog.DiscardHandler))
+	sizes := []int{admission.MaxBodyBytes + 1, 12 << 20}
+	wantMessage := fmt.Sprintf("exceeds the limit of %d bytes", admission.MaxBodyBytes)
+	for name, tc := range map[string]struct {
+		tls, http2, writeAllFirst bool
+	}{
+		"whole request first, http/1.1":     {writeAllFirst: true},
+		"whole request first, http/1.1+tls": {tls: true, writeAllFirst: true},
+		"go client, http/1.1+tls":           {tls: true},
+		"go client, http/2+tls":             {tls: true, http2: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewUnstartedServer(h)
+			// A 64 KiB receive buffer: a body the server stops reading backs up into the client
+			// within milliseconds, as on a real network, not into megabytes of loopback buffer.
+			srv.Listener = smallBuffers{srv.Listener}
+			srv.EnableHTTP2 = tc.http2
+			if tc.tls {
+				srv.StartTLS()
+			} else {
+				srv.Start()
+			}
+			defer srv.Close()
+			for _, size := range sizes {
+				body := bytes.Repeat([]byte{' '}, size)
+				var (
+					resp *http.Response
+					err  error
+				)
+				if tc.writeAllFirst {
+					resp, err = writeAllThenRead(srv, body)
+				} else {
+					resp, err = goClient(t, srv, body)
+				}
+				if err != nil {
+					t.Fatalf("%d bytes: no answer, the connection was dropped: %v", size, err)
+				}
+				msg, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil {
+					t.Fatalf("%d bytes: read the answer: %v", size, err)
+				}
+				if want := map[bool]int{false: 1, true: 2}[tc.http2]; resp.ProtoMajor != want {
+					t.Errorf("%d bytes: answered over HTTP/%d, want HTTP/%d", size, resp.ProtoMajor, want)
+				}
+				if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(msg), wantMessage) {
+					t.Fatalf("%d bytes: status %d %q, want 413 with a message containing %q", size, resp.StatusCode, msg, wantMessage)
+				}
+			}
+		})
+	}
+}
+
+// smallBuffers gives every accepted connection a 64 KiB receive buffer.
+type smallBuffers struct{ net.Listener }
+
+func (l smallBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tcp, ok := c.(*net.TCPConn); ok {
+		_ = tcp.SetReadBuffer(64 << 10)
+	}
+	return c, err
+}
+
+// writeAllThenRead sends one HTTP/1.1 request on a connection of its own, writing all of the body
+// before reading the answer.
+func writeAllThenRead(srv *httptest.Server, body []byte) (*http.Response, error) {
+	addr := srv.Listener.Addr().String()
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	_ = raw.(*net.TCPConn).SetWriteBuffer(64 << 10)
+	conn := raw
+	if srv.TLS != nil {
+		pool := srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+		conn = tls.Client(raw, &tls.Config{RootCAs: pool, ServerName: "example.com", NextProtos: []string{"http/1.1"}})
+	}
+	defer func() {
+		if err != nil {
+			conn.Close()
+		}
+	}()
+	head := fmt.Sprintf("POST /inject HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", addr, len(body))
+	if _, err = io.WriteString(conn, head); err != nil {
+		return nil, fmt.Errorf("write the header: %w", err)
+	}
+	if _, err = conn.Write(body); err != nil {
+		return nil, fmt.Errorf("write the body: %w", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return nil, fmt.Errorf("read the answer: %w", err)
+	}
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{resp.Body, conn}
+	return resp, nil
+}
+
+func goClient(t *testing.T, srv *httptest.Server, body []byte) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+"/inject", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	return srv.Client().Do(req)
 }
 
 func TestDeniedAndPatched(t *testing.T) {
