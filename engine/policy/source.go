@@ -58,17 +58,48 @@ type Source struct {
 	verify *Verification
 }
 
-// ParseSource reads a --bundle argument.
+// ParseSource reads a --bundle argument: the path of a directory or a .tar.gz file, or the http(s)
+// URL of a bundle on a bundle server.
 func ParseSource(spec string, verify *Verification) (Source, error) {
 	s := Source{Spec: spec, verify: verify}
-	if strings.HasPrefix(spec, "http://") || strings.HasPrefix(spec, "https://") {
-		u, err := url.Parse(spec)
-		if err != nil || u.Host == "" {
-			return s, fmt.Errorf("bundle URL %q: %w", spec, err)
-		}
-		s.url = u
+	if spec == "" {
+		return s, errors.New("bundle source is empty: want a directory, a .tar.gz file or an http(s) URL")
 	}
+	if scheme, _, found := strings.Cut(spec, "://"); !found || !isScheme(scheme) {
+		return s, nil
+	}
+	u, err := url.Parse(spec)
+	if err != nil {
+		var urlErr *url.Error
+		if errors.As(err, &urlErr) {
+			err = urlErr.Err // its message repeats the URL
+		}
+		return s, fmt.Errorf("bundle URL %q: %w", spec, err)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return s, fmt.Errorf("bundle URL %q: scheme %q is not supported: want http or https, or a path without a scheme", spec, u.Scheme)
+	case u.User != nil:
+		return s, fmt.Errorf("bundle URL %q: user information in a bundle URL is not supported (it would not be sent to the server)", u.Redacted())
+	case u.Hostname() == "":
+		return s, fmt.Errorf("bundle URL %q: no host", spec)
+	}
+	s.url = u
 	return s, nil
+}
+
+// isScheme reports whether s is a URL scheme (RFC 3986: a letter, then letters, digits, "+", "-"
+// or "."), so that a path that happens to hold "://" is still a path.
+func isScheme(s string) bool {
+	for i, c := range s {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+		case i > 0 && ('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.'):
+		default:
+			return false
+		}
+	}
+	return s != ""
 }
 
 // Remote reports whether the source is a bundle server.
