@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/open-policy-agent/opa/v1/download"
@@ -175,11 +177,11 @@ func (s Source) Download(ctx context.Context, minDelay, maxDelay time.Duration, 
 		return fmt.Errorf("bundle %s: not a URL", s.Spec)
 	}
 	base := url.URL{Scheme: s.url.Scheme, Host: s.url.Host}
-	cfg := fmt.Sprintf(`{"url": %q}`, base.String())
-	if caFile != "" {
-		cfg = fmt.Sprintf(`{"url": %q, "tls": {"ca_cert": %q}}`, base.String(), caFile)
+	cfg, err := clientConfig(base.String(), caFile)
+	if err != nil {
+		return fmt.Errorf("bundle %s: %w", s.Spec, err)
 	}
-	client, err := rest.New([]byte(cfg), nil)
+	client, err := rest.New(cfg, nil)
 	if err != nil {
 		return fmt.Errorf("bundle %s: %w", s.Spec, err)
 	}
@@ -208,4 +210,23 @@ func (s Source) Download(ctx context.Context, minDelay, maxDelay time.Duration, 
 		d.Stop(context.Background())
 	}()
 	return nil
+}
+
+// clientConfig is the configuration of OPA's REST client for the bundle server at url: JSON, built
+// with encoding/json (Go's %q quoting is not JSON's).
+func clientConfig(url, caFile string) ([]byte, error) {
+	if !utf8.ValidString(caFile) {
+		return nil, fmt.Errorf("CA file %q: the path is not valid UTF-8, which the client's configuration (JSON) cannot carry", caFile)
+	}
+	type tlsConfig struct {
+		CACert string `json:"ca_cert"`
+	}
+	cfg := struct {
+		URL string     `json:"url"`
+		TLS *tlsConfig `json:"tls,omitempty"`
+	}{URL: url}
+	if caFile != "" {
+		cfg.TLS = &tlsConfig{CACert: caFile}
+	}
+	return json.Marshal(cfg)
 }
