@@ -15,11 +15,16 @@ var ErrNoBundle = errors.New("no bundle given")
 // maxBundleBytes bounds the size of one file read from a bundle.
 const maxBundleBytes = 64 << 20
 
-// skipTests keeps `_test.rego` files out of a served bundle (they are for `opa test`, not
-// admission), and the `..data`-style entries of a Kubernetes ConfigMap or Secret volume, whose
-// files also appear at the top through symlinks.
-func skipTests(abspath string, info fs.FileInfo, _ int) bool {
-	if strings.HasPrefix(info.Name(), "..") {
+// skipVolumeEntries keeps out of a bundle the `..data`-style entries of a Kubernetes ConfigMap or
+// Secret volume, whose files also appear at the top through symlinks.
+func skipVolumeEntries(_ string, info fs.FileInfo, _ int) bool {
+	return strings.HasPrefix(info.Name(), "..")
+}
+
+// skipTests also keeps `_test.rego` files out, unread: they are for `opa test`, not admission (and
+// Compile would drop them anyway).
+func skipTests(abspath string, info fs.FileInfo, depth int) bool {
+	if skipVolumeEntries(abspath, info, depth) {
 		return true
 	}
 	return !info.IsDir() && strings.HasSuffix(info.Name(), "_test.rego")
@@ -38,8 +43,15 @@ func ReadFS(fsys fs.FS, name string) (*bundle.Bundle, error) {
 	return b, nil
 }
 
+// read reads a bundle from loader. A bundle that is verified is read whole, its `_test.rego` files
+// included: `opa build` signs them along with the rest, and a signature over a file the reader never
+// read fails verification. Compile leaves them out of the served policy.
 func read(loader bundle.DirectoryLoader, name string, verify *Verification) (*bundle.Bundle, error) {
-	b, err := bundle.NewCustomReader(loader.WithFilter(skipTests)).
+	filter := skipTests
+	if verify != nil {
+		filter = skipVolumeEntries
+	}
+	b, err := bundle.NewCustomReader(loader.WithFilter(filter)).
 		WithBundleName(name).
 		WithSizeLimitBytes(maxBundleBytes).
 		WithBundleVerificationConfig(verify.bundleConfig()).

@@ -1,8 +1,28 @@
 package policy_test
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/bundle"
 
 	"github.com/rego-injector/rego-injector/engine/policy"
 )
@@ -43,5 +63,240 @@ func TestParseSource(t *testing.T) {
 		if strings.Contains(tc.spec, "secret") && err != nil && strings.Contains(err.Error(), "secret") {
 			t.Errorf("%q: the error repeats the password: %v", tc.spec, err)
 		}
+	}
+}
+
+// testModule is a `_test.rego` module that would break the policy if it were served: it redeclares
+// the decision, has an unsafe variable and reads the clock.
+const testModule = `package injector.mutate
+
+decision := {"inject": true, "variant": "sidecar", "reasons": ["decided by a test module"]}
+
+test_unsafe if x == 1
+
+test_clock if time.now_ns() > 0
+`
+
+// sourceBundle is a small bundle with a test module beside its policy, signed with key when key is
+// not nil.
+func sourceBundle(t *testing.T, key *ecdsa.PrivateKey) *bundle.Bundle {
+	t.Helper()
+	b := &bundle.Bundle{
+		Manifest: bundle.Manifest{Revision: "source-1", Roots: &[]string{"injector"}},
+		Data:     map[string]any{"injector": map[string]any{"templates": map[string]any{"sidecar": "spec: {}\n"}}},
+	}
+	for path, src := range map[string]string{
+		"injector/mutate.rego":      "package injector.mutate\n\ndecision := {\"inject\": false, \"reasons\": [\"decided by the policy\"]}\n",
+		"injector/validate.rego":    "package injector.validate\n\ndeny := set()\n",
+		"injector/mutate_test.rego": testModule,
+	} {
+		b.Modules = append(b.Modules, bundle.ModuleFile{URL: path, Path: path, Raw: []byte(src)})
+	}
+	if key != nil {
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pemKey := string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+		if err := b.GenerateSignature(bundle.NewSigningConfig(pemKey, "ES256", ""), "signer", false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b
+}
+
+func tarball(t *testing.T, b *bundle.Bundle) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := bundle.NewWriter(&buf).Write(*b); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// untar writes the files of a .tar.gz into dir.
+func untar(t *testing.T, data []byte, dir string) {
+	t.Helper()
+	gz, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, filepath.FromSlash(strings.TrimPrefix(h.Name, "/")))
+		content, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// serveBundle serves data over HTTPS at /bundles/injector.tar.gz and writes the server's CA
+// certificate to caFile.
+func serveBundle(t *testing.T, data []byte, caFile string) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/bundles/injector.tar.gz" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/gzip")
+		_, _ = w.Write(data)
+	}))
+	t.Cleanup(srv.Close)
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(caFile, ca, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return srv
+}
+
+// download downloads src once.
+func download(t *testing.T, src policy.Source, caFile string) (*bundle.Bundle, error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	type update struct {
+		b   *bundle.Bundle
+		err error
+	}
+	updates := make(chan update, 1)
+	err := src.Download(ctx, time.Second, time.Second, caFile, func(b *bundle.Bundle, err error) {
+		select {
+		case updates <- update{b, err}:
+		default:
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case u := <-updates:
+		return u.b, u.err
+	case <-time.After(20 * time.Second):
+		t.Fatal("no download in 20 s")
+	}
+	return nil, nil
+}
+
+// TestTestModulesNotServedFromAnySource: a bundle's `_test.rego` modules are for `opa test`: from a
+// directory, a .tar.gz file or a bundle server, signed or not, they neither break the bundle nor
+// reach the served policy.
+func TestTestModulesNotServedFromAnySource(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify, err := policy.NewVerification(string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), "signer", "ES256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, signed := range []bool{false, true} {
+		var (
+			signer *ecdsa.PrivateKey
+			check  *policy.Verification
+		)
+		if signed {
+			signer, check = key, verify
+		}
+		data := tarball(t, sourceBundle(t, signer))
+		for kind, read := range map[string]func(t *testing.T) (*bundle.Bundle, error){
+			"directory": func(t *testing.T) (*bundle.Bundle, error) {
+				dir := t.TempDir()
+				untar(t, data, dir)
+				return readSource(t, dir, check)
+			},
+			"tarball": func(t *testing.T) (*bundle.Bundle, error) {
+				file := filepath.Join(t.TempDir(), "injector.tar.gz")
+				if err := os.WriteFile(file, data, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return readSource(t, file, check)
+			},
+			"download": func(t *testing.T) (*bundle.Bundle, error) {
+				caFile := filepath.Join(t.TempDir(), "ca.crt")
+				srv := serveBundle(t, data, caFile)
+				src, err := policy.ParseSource(srv.URL+"/bundles/injector.tar.gz", check)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return download(t, src, caFile)
+			},
+		} {
+			t.Run(fmt.Sprintf("%s signed=%v", kind, signed), func(t *testing.T) {
+				b, err := read(t)
+				if err != nil {
+					t.Fatalf("bundle refused: %v", err)
+				}
+				p, err := policy.Compile(t.Context(), b)
+				if err != nil {
+					t.Fatalf("compile: %v", err)
+				}
+				d, err := p.Decide(t.Context(), ast.MustParseTerm(`{}`).Value)
+				if err != nil || fmt.Sprint(d.Reasons) != "[decided by the policy]" {
+					t.Errorf("decision %+v, %v: want the policy's, not the test module's", d, err)
+				}
+				if !p.Pure() {
+					t.Error("the test module's clock reading made the policy impure")
+				}
+			})
+		}
+	}
+}
+
+func readSource(t *testing.T, spec string, verify *policy.Verification) (*bundle.Bundle, error) {
+	t.Helper()
+	src, err := policy.ParseSource(spec, verify)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src.Read(t.Context())
+}
+
+// TestDownloadCAFileNamedOddly: the CA file's path reaches OPA's client as JSON, whatever characters
+// it holds (Go's %q quoting writes some of them in ways JSON does not read).
+func TestDownloadCAFileNamedOddly(t *testing.T) {
+	data := tarball(t, sourceBundle(t, nil))
+	for _, name := range []string{"ca\x7f.crt", "ca\u2028.crt", "ca\U000e0001.crt", `ca "quoted" \ back.crt`, "ca-é-😀.crt"} {
+		t.Run(strconv.QuoteToASCII(name), func(t *testing.T) {
+			caFile := filepath.Join(t.TempDir(), name)
+			srv := serveBundle(t, data, caFile)
+			src, err := policy.ParseSource(srv.URL+"/bundles/injector.tar.gz", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := download(t, src, caFile)
+			if err != nil {
+				t.Fatalf("download with CA file %q: %v", caFile, err)
+			}
+			if b.Manifest.Revision != "source-1" {
+				t.Errorf("revision %q", b.Manifest.Revision)
+			}
+		})
+	}
+	src, err := policy.ParseSource("https://127.0.0.1:1/bundles/injector.tar.gz", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = src.Download(t.Context(), time.Second, time.Second, filepath.Join(t.TempDir(), "ca\xff.crt"), func(*bundle.Bundle, error) {})
+	if err == nil || !strings.Contains(err.Error(), "not valid UTF-8") {
+		t.Errorf("a CA file path that JSON cannot carry: %v", err)
 	}
 }
