@@ -82,7 +82,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		log.Warn("no cluster: namespaces have no labels; give --kubeconfig to read them")
 	}
 
-	m := metrics.New()
+	m := metrics.New(metrics.WithLogger(log))
 	opts := []injector.Option{injector.WithLogger(log), injector.WithMetrics(m), injector.WithOwnNamespace(*ownNamespace), injector.WithTimeout(*evalTimeout), injector.WithMemo(*memoSize)}
 	var shadowStatus func() reload.Status
 	if len(shadow) > 0 {

@@ -2,6 +2,7 @@
 package metrics
 
 import (
+	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,18 @@ type Metrics struct {
 	memo           *prometheus.CounterVec
 	auditPods      *prometheus.GaugeVec
 	auditLastRun   prometheus.Gauge
+
+	// reasons and rules bound the label values policy chooses: skip codes and rule names.
+	reasons, rules *policyLabel
+}
+
+// Option configures New.
+type Option func(*Metrics)
+
+// WithLogger sets where label values refused by the bounds of policy labels are logged (once per
+// value); the default is slog.Default().
+func WithLogger(log *slog.Logger) Option {
+	return func(m *Metrics) { m.reasons.log, m.rules.log = log, log }
 }
 
 // Result labels of the admissions counter.
@@ -53,8 +66,10 @@ func histogram(name, help string, buckets []float64, labels ...string) *promethe
 }
 
 // New creates the collectors on a fresh registry, with the Go and process collectors beside them.
-func New() *Metrics {
+func New(opts ...Option) *Metrics {
 	m := &Metrics{
+		reasons:  newPolicyLabel("reason", slog.Default()),
+		rules:    newPolicyLabel("rule", slog.Default()),
 		Registry: prometheus.NewRegistry(),
 		admissions: counter("admissions_total",
 			"Admission reviews answered, by endpoint (inject, validate), result, variant and, for skipped pods, the decision's code.",
@@ -93,15 +108,19 @@ func New() *Metrics {
 	m.Registry.MustRegister(m.admissions, m.duration, m.revision, m.activations, m.activationTime, m.lastActivation,
 		m.shadowDiffs, m.violations, m.memo, m.auditPods, m.auditLastRun,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, o := range opts {
+		o(m)
+	}
 	return m
 }
 
-// Admission records one answered review; reason is the skip code of a skipped pod.
+// Admission records one answered review; reason is the skip code of a skipped pod, bounded as
+// policy labels are (OtherLabelValue).
 func (m *Metrics) Admission(endpoint, result, variant, reason string, took time.Duration) {
 	if m == nil {
 		return
 	}
-	m.admissions.WithLabelValues(endpoint, result, variant, reason).Inc()
+	m.admissions.WithLabelValues(endpoint, result, variant, m.reasons.value(reason)).Inc()
 	m.duration.WithLabelValues(endpoint).Observe(took.Seconds())
 }
 
@@ -137,12 +156,13 @@ func (m *Metrics) ShadowDifference(kind string) {
 	m.shadowDiffs.WithLabelValues(kind).Inc()
 }
 
-// Violation counts one violation of rule, enforced in mode.
+// Violation counts one violation of rule, enforced in mode; rule is bounded as policy labels are
+// (OtherLabelValue).
 func (m *Metrics) Violation(rule, mode string) {
 	if m == nil {
 		return
 	}
-	m.violations.WithLabelValues(rule, mode).Inc()
+	m.violations.WithLabelValues(m.rules.value(rule), mode).Inc()
 }
 
 // Memo counts one lookup in the memo of earlier answers at endpoint.
