@@ -11,7 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -52,14 +54,22 @@ type Status struct {
 	LastError   string    `json:"lastError,omitempty"`
 }
 
-// Reloader watches sources and activates new revisions on target.
+// Reloader watches sources and activates new revisions on target. Sources report new bundles
+// concurrently; one writer at a time (holding writer across compile and activate) takes every
+// bundle that arrived so far, the newest of each source, so no update is lost and the active
+// revision only moves forward.
 type Reloader struct {
 	opts   Options
 	target Activator
 
+	// writer is held by the one goroutine compiling and activating; it guards good and hashes.
+	writer  sync.Mutex
+	good    []*bundle.Bundle // each source's bundle in the active revision (or waiting for the others)
+	hashes  []string         // content hashes of good, "" for a source not yet in an active revision
+	refused []string         // content hash of each source's last refused bundle
+
 	mu      sync.Mutex
-	bundles []*bundle.Bundle // the last good bundle of each source; nil until one arrives
-	hashes  []string         // content hashes of the active bundles
+	pending map[int]*bundle.Bundle // the newest bundle of each source not yet taken by the writer
 	status  Status
 }
 
@@ -71,7 +81,8 @@ func New(target Activator, opts Options) *Reloader {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Reloader{opts: opts, target: target, bundles: make([]*bundle.Bundle, len(opts.Sources))}
+	n := len(opts.Sources)
+	return &Reloader{opts: opts, target: target, good: make([]*bundle.Bundle, n), hashes: make([]string, n), refused: make([]string, n), pending: map[int]*bundle.Bundle{}}
 }
 
 // Start reads every local source and activates the revision they make, failing when that is
@@ -98,10 +109,10 @@ func (r *Reloader) Start(ctx context.Context) error {
 			return err
 		}
 		fingerprints[i] = fp
-		r.bundles[i] = b
+		r.good[i] = b
 	}
 	if !remote {
-		if err := r.activate(ctx, r.bundles, true); err != nil {
+		if err := r.activate(ctx, r.good, true); err != nil {
 			return err
 		}
 	}
@@ -148,35 +159,78 @@ func (r *Reloader) watchLocal(ctx context.Context, fingerprints []string) {
 	}
 }
 
-// update takes a new bundle (or the error reading it) for source i and activates the revision it
-// makes with the other sources' last good bundles.
+// update takes a new bundle (or the error reading it) for source i and settles it.
 func (r *Reloader) update(ctx context.Context, i int, b *bundle.Bundle, err error) {
 	if err != nil {
 		r.refuse(err)
 		return
 	}
 	r.mu.Lock()
-	next := append([]*bundle.Bundle(nil), r.bundles...)
+	r.pending[i] = b
 	r.mu.Unlock()
-	next[i] = b
-	for _, nb := range next {
-		if nb == nil { // waiting for another remote source
-			r.mu.Lock()
-			r.bundles[i] = b
-			r.mu.Unlock()
-			return
+	r.settle(ctx)
+}
+
+// settle activates the revision the pending bundles make with the other sources' good ones. It
+// runs as the one writer: a caller that finds its bundle already taken by another writer returns
+// at once. Until every source has delivered a bundle nothing is activated. When the pending
+// bundles of several sources together are refused, each is tried alone, in source order, so that
+// one source's broken bundle does not cost another's good one.
+func (r *Reloader) settle(ctx context.Context) {
+	r.writer.Lock()
+	defer r.writer.Unlock()
+	r.mu.Lock()
+	changes := r.pending
+	r.pending = map[int]*bundle.Bundle{}
+	r.mu.Unlock()
+	hashes := map[int]string{}
+	for i, b := range changes {
+		// The active or the last refused bundle again (a server without ETags): nothing to do.
+		if h := contentHash(b); h == r.hashes[i] || h == r.refused[i] {
+			delete(changes, i)
+		} else {
+			hashes[i] = h
 		}
 	}
-	if r.unchanged(i, b) {
-		return // the same bundle again (a server without ETags): nothing to activate
+	if len(changes) == 0 {
+		return
 	}
-	if err := r.activate(ctx, next, false); err != nil {
-		return // refused and recorded; the last good bundles stay
+	next := slices.Clone(r.good)
+	for i, b := range changes {
+		next[i] = b
+	}
+	if slices.Contains(next, nil) { // waiting for another remote source
+		r.good = next
+		return
+	}
+	first := slices.Contains(r.hashes, "")
+	err := r.activate(ctx, next, false)
+	switch {
+	case err == nil:
+		return
+	case first:
+		// Before the first activation there is no good revision to try the bundles against one
+		// by one: they wait together for the next change.
+		r.good = next
+		fallthrough
+	case len(changes) == 1:
+		for i := range changes {
+			r.refused[i] = hashes[i]
+		}
+		return
+	}
+	for _, i := range slices.Sorted(maps.Keys(changes)) {
+		one := slices.Clone(r.good)
+		one[i] = changes[i]
+		if r.activate(ctx, one, false) != nil { // recorded; the others are still tried
+			r.refused[i] = hashes[i]
+		}
 	}
 }
 
 // activate compiles bundles into a revision and hands it to the target, recording the outcome. At
-// start-up (initial) a failure is the caller's to report: the process does not start.
+// start-up (initial) a failure is the caller's to report: the process does not start. The caller
+// is the writer (or Start, before any other).
 func (r *Reloader) activate(ctx context.Context, bundles []*bundle.Bundle, initial bool) error {
 	start := time.Now()
 	p, err := policy.Compile(ctx, bundles...)
@@ -193,12 +247,12 @@ func (r *Reloader) activate(ctx context.Context, bundles []*bundle.Bundle, initi
 		return err
 	}
 	r.opts.Metrics.Activation(r.opts.Name, p.Revision(), took)
-	r.mu.Lock()
-	r.bundles = bundles
+	r.good = bundles
 	r.hashes = make([]string, len(bundles))
 	for i, b := range bundles {
 		r.hashes[i] = contentHash(b)
 	}
+	r.mu.Lock()
 	r.status.Revision = p.Revision()
 	r.status.Activations++
 	r.status.LastSuccess = time.Now()
@@ -209,13 +263,6 @@ func (r *Reloader) activate(ctx context.Context, bundles []*bundle.Bundle, initi
 	// back at once rather than over minutes (a swap is rare; the collection takes milliseconds).
 	debug.FreeOSMemory()
 	return nil
-}
-
-// unchanged reports whether b has the content of source i's active bundle.
-func (r *Reloader) unchanged(i int, b *bundle.Bundle) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return i < len(r.hashes) && r.hashes[i] != "" && r.hashes[i] == contentHash(b)
 }
 
 // contentHash summarises a bundle's manifest, modules and data.

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -339,4 +340,171 @@ func TestBundleServerWithoutETags(t *testing.T) {
 	if st := r.Status(); st.Activations != 1 {
 		t.Fatalf("the same bundle was activated %d times", st.Activations)
 	}
+}
+
+// extraAt is a small bundle beside the default one (root "extra") at revision.
+func extraAt(t *testing.T, revision string) *bundle.Bundle {
+	t.Helper()
+	raw := []byte("package extra\n\nrevision := \"" + revision + "\"\n")
+	parsed, err := ast.ParseModuleWithOpts("extra/extra.rego", string(raw), ast.ParserOptions{RegoVersion: ast.RegoV1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := []string{"extra"}
+	return &bundle.Bundle{
+		Manifest: bundle.Manifest{Revision: revision, Roots: &roots},
+		Data:     map[string]any{},
+		Modules:  []bundle.ModuleFile{{URL: "extra/extra.rego", Path: "extra/extra.rego", Raw: raw, Parsed: parsed}},
+	}
+}
+
+// bundleServer serves one bundle with an ETag, the way a bundle server does; publish replaces it,
+// served reports how many times each ETag was sent in full.
+type bundleServer struct {
+	*httptest.Server
+	mu     sync.Mutex
+	body   []byte
+	etag   string
+	served map[string]int
+}
+
+func newBundleServer(t *testing.T) *bundleServer {
+	s := &bundleServer{served: map[string]int{}}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		body, tag := s.body, s.etag
+		if r.Header.Get("If-None-Match") != tag {
+			s.served[tag]++
+		}
+		s.mu.Unlock()
+		if r.Header.Get("If-None-Match") == tag {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Header().Set("ETag", tag)
+		_, _ = w.Write(body)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *bundleServer) publish(t *testing.T, b *bundle.Bundle) {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := bundle.NewWriter(&buf).Write(*b); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.body, s.etag = buf.Bytes(), `"`+b.Manifest.Revision+`"`
+}
+
+func (s *bundleServer) sent(revision string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.served[`"`+revision+`"`] > 0
+}
+
+// gate is an Activator that records every revision it is given and holds the activation of the
+// revision named hold until release is closed (or a second has passed).
+type gate struct {
+	target    reload.Activator
+	hold      string
+	release   chan struct{}
+	mu        sync.Mutex
+	activated []string
+}
+
+func (g *gate) Activate(p *policy.Policy) error {
+	if p.Revision() == g.hold {
+		select {
+		case <-g.release:
+		case <-time.After(time.Second):
+		}
+	}
+	if err := g.target.Activate(p); err != nil {
+		return err
+	}
+	g.mu.Lock()
+	g.activated = append(g.activated, p.Revision())
+	g.mu.Unlock()
+	return nil
+}
+
+// TestConcurrentSourcesLoseNoUpdate has two bundle servers publish a new revision at once, the
+// activation of the first held until the second has been downloaded: both new bundles must end up
+// active, and the revision must never go back. (With each source activating its own copy of the
+// bundles, the second activation's copy lacks the first's new bundle, and the held activation then
+// overwrites the second's; the lost bundle is never sent again, for its ETag has not changed.)
+func TestConcurrentSourcesLoseNoUpdate(t *testing.T) {
+	a, b := newBundleServer(t), newBundleServer(t)
+	a.publish(t, defaultAt(t, "a1"))
+	b.publish(t, extraAt(t, "b1"))
+	inj := injector.New(cluster.Static{})
+	g := &gate{target: inj, hold: "a2+b1", release: make(chan struct{})}
+	var sources []policy.Source
+	for _, u := range []string{a.URL + "/a.tar.gz", b.URL + "/b.tar.gz"} {
+		src, err := policy.ParseSource(u, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sources = append(sources, src)
+	}
+	r := reload.New(g, reload.Options{Name: "live", Sources: sources, PollMin: time.Second, PollMax: time.Second})
+	if err := r.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a1+b1", func() bool { return inj.Revision() == "a1+b1" })
+
+	a.publish(t, defaultAt(t, "a2"))
+	b.publish(t, extraAt(t, "b2"))
+	go func() { // let b2 arrive while a2 is being activated
+		for !b.sent("b2") {
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(100 * time.Millisecond)
+		close(g.release)
+	}()
+	waitFor(t, "a2+b2", func() bool { return inj.Revision() == "a2+b2" })
+	time.Sleep(2500 * time.Millisecond) // two more polls: nothing may move the revision back
+	if got := inj.Revision(); got != "a2+b2" {
+		t.Fatalf("revision went back to %s", got)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	order := map[string]int{"a1+b1": 0, "a2+b1": 1, "a1+b2": 1, "a2+b2": 2}
+	for k := 1; k < len(g.activated); k++ {
+		if order[g.activated[k]] < order[g.activated[k-1]] {
+			t.Errorf("activations went backwards: %v", g.activated)
+		}
+	}
+}
+
+// TestRemoteSourcesArrivingTogether starts on two bundle servers whose first bundles arrive at
+// the same moment: the revision they make together must be activated.
+func TestRemoteSourcesArrivingTogether(t *testing.T) {
+	for range 5 {
+		a, b := newBundleServer(t), newBundleServer(t)
+		a.publish(t, defaultAt(t, "a1"))
+		b.publish(t, extraAt(t, "b1"))
+		inj, _ := start(t, nil, a.URL+"/a.tar.gz", b.URL+"/b.tar.gz")
+		waitFor(t, "a1+b1", func() bool { return inj.Revision() == "a1+b1" })
+	}
+}
+
+// TestOneBrokenSourceDoesNotBlockAnother publishes a broken bundle on one source and a good one on
+// the other at once: the good one is activated, the broken one refused.
+func TestOneBrokenSourceDoesNotBlockAnother(t *testing.T) {
+	a, b := newBundleServer(t), newBundleServer(t)
+	a.publish(t, defaultAt(t, "a1"))
+	b.publish(t, extraAt(t, "b1"))
+	inj, r := start(t, nil, a.URL+"/a.tar.gz", b.URL+"/b.tar.gz")
+	waitFor(t, "a1+b1", func() bool { return inj.Revision() == "a1+b1" })
+	broken := extraAt(t, "b2")
+	broken.Modules[0].Raw = []byte("package extra\n\nrevision := undefined_function(1)\n")
+	broken.Modules[0].Parsed = nil
+	a.publish(t, defaultAt(t, "a2"))
+	b.publish(t, broken)
+	waitFor(t, "a2+b1", func() bool { return inj.Revision() == "a2+b1" })
+	waitFor(t, "a refusal", func() bool { return r.Status().Refusals > 0 })
 }
