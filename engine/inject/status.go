@@ -2,6 +2,7 @@ package inject
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 )
 
@@ -25,7 +26,11 @@ type Status struct {
 	Reasons  []string                  `json:"reasons,omitempty"`
 }
 
-// ReadStatus returns the pod's injection status; ok is false when the pod carries none.
+// ReadStatus returns the pod's injection status; ok is false when the pod carries none. The
+// annotation must hold a JSON object with a string "revision" whose other fields, where present and
+// not null, have the types Status gives them; keys match exactly, and unknown ones are ignored. That
+// is how the default policy reads it too (status in policies/injector/lib/pod.rego), so that a
+// status it takes for one the engine wrote, the engine can strip.
 func ReadStatus(pod map[string]any) (st Status, ok bool, err error) {
 	raw, present := annotations(pod)[StatusAnnotation]
 	if !present {
@@ -35,10 +40,129 @@ func ReadStatus(pod map[string]any) (st Status, ok bool, err error) {
 	if !isString {
 		return Status{}, true, fmt.Errorf("annotation %s is not a string", StatusAnnotation)
 	}
-	if err := json.Unmarshal([]byte(s), &st); err != nil {
+	if st, err = parseStatus(s); err != nil {
 		return Status{}, true, fmt.Errorf("annotation %s: %w", StatusAnnotation, err)
 	}
 	return st, true, nil
+}
+
+// parseStatus decodes a status field by field. encoding/json straight into Status would match keys
+// regardless of case ("Containers" for "containers") and read null as an empty string.
+func parseStatus(s string) (Status, error) {
+	var v any
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		return Status{}, err
+	}
+	fields, ok := v.(map[string]any)
+	if !ok {
+		return Status{}, fmt.Errorf("want a JSON object, got %s", kindOf(v))
+	}
+	var st Status
+	rev, present := fields["revision"]
+	if !present {
+		return Status{}, errors.New("revision: missing")
+	}
+	var err error
+	if st.Revision, err = stringField("revision", rev); err != nil {
+		return Status{}, err
+	}
+	if v := fields["variant"]; v != nil {
+		if st.Variant, err = stringField("variant", v); err != nil {
+			return Status{}, err
+		}
+	}
+	for key, list := range map[string]*[]string{
+		"containers":       &st.Containers,
+		"initContainers":   &st.InitContainers,
+		"volumes":          &st.Volumes,
+		"imagePullSecrets": &st.ImagePullSecrets,
+		"labels":           &st.Labels,
+		"annotations":      &st.Annotations,
+		"reasons":          &st.Reasons,
+	} {
+		if *list, err = stringList(key, fields[key]); err != nil {
+			return Status{}, err
+		}
+	}
+	if st.Replaced, err = replaced(fields["replaced"]); err != nil {
+		return Status{}, err
+	}
+	return st, nil
+}
+
+func stringField(key string, v any) (string, error) {
+	s, ok := v.(string)
+	if !ok {
+		return "", fmt.Errorf("%s: want a string, got %s", key, kindOf(v))
+	}
+	return s, nil
+}
+
+// stringList reads a list of strings; null or absent is no list.
+func stringList(key string, v any) ([]string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	items, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("%s: want a list of strings, got %s", key, kindOf(v))
+	}
+	out := make([]string, len(items))
+	for i, item := range items {
+		s, ok := item.(string)
+		if !ok {
+			return nil, fmt.Errorf("%s[%d]: want a string, got %s", key, i, kindOf(item))
+		}
+		out[i] = s
+	}
+	return out, nil
+}
+
+// replaced reads Status.Replaced: by list, by name, the container as it was.
+func replaced(v any) (map[string]map[string]any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	lists, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("replaced: want an object, got %s", kindOf(v))
+	}
+	out := make(map[string]map[string]any, len(lists))
+	for list, v := range lists {
+		if v == nil {
+			continue
+		}
+		byName, ok := v.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("replaced.%s: want an object, got %s", list, kindOf(v))
+		}
+		for name, container := range byName {
+			if _, ok := container.(map[string]any); !ok {
+				return nil, fmt.Errorf("replaced.%s[%q]: want an object, got %s", list, name, kindOf(container))
+			}
+		}
+		out[list] = byName
+	}
+	return out, nil
+}
+
+// kindOf names the JSON type of v, for errors.
+func kindOf(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "a boolean"
+	case float64:
+		return "a number"
+	case string:
+		return "a string"
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "an object"
+	}
+	return fmt.Sprintf("%T", v)
 }
 
 func annotations(pod map[string]any) map[string]any {
