@@ -6,11 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"time"
+
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/rego-injector/rego-injector/engine/audit"
 	"github.com/rego-injector/rego-injector/engine/certs"
@@ -20,59 +23,88 @@ import (
 	"github.com/rego-injector/rego-injector/engine/metrics"
 	"github.com/rego-injector/rego-injector/engine/reload"
 	"github.com/rego-injector/rego-injector/engine/server"
+	"github.com/rego-injector/rego-injector/engine/webhook"
 )
 
+// serveConfig is what serve runs with, filled from its flags.
+type serveConfig struct {
+	listen, certFile, keyFile, certDir string
+	bundles                            bundleFlags
+	shadow                             listFlag
+	shutdownDelay, admissionTimeout    time.Duration
+	auditInterval                      time.Duration
+	events                             bool
+	gcPercent, memoSize                int
+	decisionLog, kubeconfig            string
+	ownNamespace, logLevel             string
+	manageCerts                        bool
+	managed                            certs.Options
+	webhookConfigurations, certHosts   string
+	certInterval                       time.Duration
+}
+
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	listen := fs.String("listen", "127.0.0.1:8443", "address to serve HTTPS on")
-	certFile := fs.String("tls-cert-file", "", "serving certificate (PEM); reloaded when it changes. Absent with --tls-key-file: a self-signed certificate for localhost, for local use only")
-	keyFile := fs.String("tls-key-file", "", "serving key (PEM)")
-	certDir := fs.String("self-signed-dir", defaultCertDir(), "where the self-signed CA certificate is written")
-	var bf bundleFlags
-	bf.register(fs, true)
-	var shadow listFlag
-	fs.Var(&shadow, "shadow-bundle", "a candidate bundle (directory, .tar.gz or URL; repeatable) evaluated beside the live one on every admission; its answer is only compared, logged and counted, never applied")
-	shutdownDelay := fs.Duration("shutdown-delay", 0, "on SIGTERM, keep answering with /readyz failing for this long before closing (in a cluster, a few seconds: time for the endpoints to drop the replica)")
-	evalTimeout := fs.Duration("admission-timeout", 4*time.Second, "deadline for answering one admission (policy evaluation included); keep it below the webhooks' timeoutSeconds")
-	auditEvery := fs.Duration("audit-interval", 0, "with a cluster, audit every pod against the active revision this often and export rego_injector_audit_pods{state} (needs list on pods; 0: never)")
-	emitEvents := fs.Bool("events", true, "with a cluster, report injections, skips worth knowing about and refused overrides as Kubernetes Events on the pod's owner (or namespace)")
-	gcPercent := fs.Int("gc-percent", 400, "the Go garbage collector's target (GOGC) when $GOGC is not set: each admission allocates a few hundred KB, and collecting less often buys ~30 % throughput for memory; set GOMEMLIMIT (the Deployment does, from the memory limit) to keep it bounded")
-	memoSize := fs.Int("memo-size", 256, "answers to distinct pods remembered per bundle revision, reused when the same pod comes again (replicas of one workload); 0 turns it off")
-	decisionLog := fs.String("decision-log", "", "write one JSON line per admission decision to stdout, stderr or this file (absent: no decision log)")
-	kubeconfig := fs.String("kubeconfig", "", "kubeconfig for namespace labels (absent: in-cluster config when running in a pod, else no cluster)")
-	ownNamespace := fs.String("injector-namespace", os.Getenv("POD_NAMESPACE"), "the injector's own namespace, never injected (default $POD_NAMESPACE)")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	manage := fs.Bool("manage-certs", false, "keep the serving certificate in a Secret of the injector's namespace: make it, renew it, and keep the webhooks' caBundle patched (needs a cluster)")
-	var managed certs.Options
-	fs.StringVar(&managed.Service, "cert-service", "rego-injector", "with --manage-certs: the Service whose names the certificate covers")
-	fs.StringVar(&managed.Secret, "cert-secret", "rego-injector-tls", "with --manage-certs: the TLS Secret holding the CA and serving certificate")
-	webhookConfigs := fs.String("webhook-configurations", "rego-injector", "with --manage-certs: comma-separated webhook configurations whose caBundle to keep patched")
-	certHosts := fs.String("cert-hosts", "", "with --manage-certs: further comma-separated names or IPs the certificate covers")
-	fs.DurationVar(&managed.Validity, "cert-validity", 365*24*time.Hour, "with --manage-certs: validity of a serving certificate")
-	fs.DurationVar(&managed.RenewBefore, "cert-renew-before", 30*24*time.Hour, "with --manage-certs: renew when the certificate expires within this margin")
-	certInterval := fs.Duration("cert-check-interval", time.Minute, "with --manage-certs: how often to check the Secret and the caBundle")
-	if err := parse(fs, args, stderr); err != nil {
-		return err
-	}
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(*gcPercent)
-	}
-	managed.Namespace = *ownNamespace
-	managed.WebhookConfigurations = splitList(*webhookConfigs)
-	managed.ExtraHosts = splitList(*certHosts)
-	log, err := newLogger(stderr, *logLevel)
+	cfg, err := parseServe(args, stderr)
 	if err != nil {
 		return err
 	}
-	if (*certFile == "") != (*keyFile == "") {
-		return fmt.Errorf("%w: --tls-cert-file and --tls-key-file go together", errUsage)
-	}
-	if *manage && (*certFile != "" || managed.Namespace == "") {
-		return fmt.Errorf("%w: --manage-certs needs --injector-namespace (or $POD_NAMESPACE) and no --tls-cert-file", errUsage)
-	}
+	return runServe(ctx, cfg, stderr)
+}
 
+// parseServe fills a serveConfig from serve's flags and checks that they go together.
+func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
+	var c serveConfig
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:8443", "address to serve HTTPS on")
+	fs.StringVar(&c.certFile, "tls-cert-file", "", "serving certificate (PEM); reloaded when it changes. Absent with --tls-key-file: a self-signed certificate for localhost, for local use only")
+	fs.StringVar(&c.keyFile, "tls-key-file", "", "serving key (PEM)")
+	fs.StringVar(&c.certDir, "self-signed-dir", defaultCertDir(), "where the self-signed CA certificate is written")
+	c.bundles.register(fs, true)
+	fs.Var(&c.shadow, "shadow-bundle", "a candidate bundle (directory, .tar.gz or URL; repeatable) evaluated beside the live one on every admission; its answer is only compared, logged and counted, never applied")
+	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 0, "on SIGTERM, keep answering with /readyz failing for this long before closing (in a cluster, a few seconds: time for the endpoints to drop the replica)")
+	fs.DurationVar(&c.admissionTimeout, "admission-timeout", 4*time.Second, "deadline for answering one admission (policy evaluation included); keep it below the webhooks' timeoutSeconds")
+	fs.DurationVar(&c.auditInterval, "audit-interval", 0, "with a cluster, audit every pod against the active revision this often and export rego_injector_audit_pods{state} (needs list on pods; 0: never)")
+	fs.BoolVar(&c.events, "events", true, "with a cluster, report injections, skips worth knowing about and refused overrides as Kubernetes Events on the pod's owner (or namespace)")
+	fs.IntVar(&c.gcPercent, "gc-percent", 400, "the Go garbage collector's target (GOGC) when $GOGC is not set: each admission allocates a few hundred KB, and collecting less often buys ~30 % throughput for memory; set GOMEMLIMIT (the Deployment does, from the memory limit) to keep it bounded")
+	fs.IntVar(&c.memoSize, "memo-size", 256, "answers to distinct pods remembered per bundle revision, reused when the same pod comes again (replicas of one workload); 0 turns it off, as does --shadow-bundle")
+	fs.StringVar(&c.decisionLog, "decision-log", "", "write one JSON line per admission decision to stdout, stderr or this file (absent: no decision log)")
+	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for namespace labels (absent: in-cluster config when running in a pod, else no cluster)")
+	fs.StringVar(&c.ownNamespace, "injector-namespace", os.Getenv("POD_NAMESPACE"), "the injector's own namespace, never injected (default $POD_NAMESPACE)")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&c.manageCerts, "manage-certs", false, "keep the serving certificate in a Secret of the injector's namespace: make it, renew it, and keep the webhooks' caBundle patched (needs a cluster)")
+	fs.StringVar(&c.managed.Service, "cert-service", "rego-injector", "with --manage-certs: the Service whose names the certificate covers")
+	fs.StringVar(&c.managed.Secret, "cert-secret", "rego-injector-tls", "with --manage-certs: the TLS Secret holding the CA and serving certificate")
+	fs.StringVar(&c.webhookConfigurations, "webhook-configurations", "rego-injector", "with --manage-certs: comma-separated webhook configurations whose caBundle to keep patched")
+	fs.StringVar(&c.certHosts, "cert-hosts", "", "with --manage-certs: further comma-separated names or IPs the certificate covers")
+	fs.DurationVar(&c.managed.Validity, "cert-validity", 365*24*time.Hour, "with --manage-certs: validity of a serving certificate")
+	fs.DurationVar(&c.managed.RenewBefore, "cert-renew-before", 30*24*time.Hour, "with --manage-certs: renew when the certificate expires within this margin")
+	fs.DurationVar(&c.certInterval, "cert-check-interval", time.Minute, "with --manage-certs: how often to check the Secret and the caBundle")
+	if err := parse(fs, args, stderr); err != nil {
+		return nil, err
+	}
+	c.managed.Namespace = c.ownNamespace
+	c.managed.WebhookConfigurations = splitList(c.webhookConfigurations)
+	c.managed.ExtraHosts = splitList(c.certHosts)
+	if (c.certFile == "") != (c.keyFile == "") {
+		return nil, fmt.Errorf("%w: --tls-cert-file and --tls-key-file go together", errUsage)
+	}
+	if c.manageCerts && (c.certFile != "" || c.managed.Namespace == "") {
+		return nil, fmt.Errorf("%w: --manage-certs needs --injector-namespace (or $POD_NAMESPACE) and no --tls-cert-file", errUsage)
+	}
+	return &c, nil
+}
+
+// runServe wires the webhook server of c together and serves until ctx is done.
+func runServe(ctx context.Context, c *serveConfig, stderr io.Writer) error {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(c.gcPercent)
+	}
+	log, err := newLogger(stderr, c.logLevel)
+	if err != nil {
+		return err
+	}
 	var namespaces cluster.Namespaces = cluster.Static{}
-	cs, err := kubeClient(*kubeconfig)
+	cs, err := kubeClient(c.kubeconfig)
 	if err != nil {
 		return err
 	}
@@ -81,82 +113,59 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	} else {
 		log.Warn("no cluster: namespaces have no labels; give --kubeconfig to read them")
 	}
+	if c.manageCerts && cs == nil {
+		return fmt.Errorf("%w: --manage-certs needs a cluster: give --kubeconfig or run in a pod", errUsage)
+	}
 
 	m := metrics.New(metrics.WithLogger(log))
-	opts := []injector.Option{injector.WithLogger(log), injector.WithMetrics(m), injector.WithOwnNamespace(*ownNamespace), injector.WithTimeout(*evalTimeout), injector.WithMemo(*memoSize)}
+	hooks := []webhook.Option{webhook.WithLogger(log), webhook.WithMetrics(m), webhook.WithTimeout(c.admissionTimeout)}
+	memoSize := c.memoSize
 	var shadowStatus func() reload.Status
-	if len(shadow) > 0 {
-		sh := injector.New(namespaces, injector.WithLogger(log), injector.WithOwnNamespace(*ownNamespace))
-		if shadowStatus, err = bf.serveBundles(ctx, "shadow", shadow, sh, m, log); err != nil {
+	if len(c.shadow) > 0 {
+		sh := injector.New(namespaces, injector.WithLogger(log), injector.WithOwnNamespace(c.ownNamespace))
+		if shadowStatus, err = c.bundles.serveBundles(ctx, "shadow", c.shadow, sh, m, log); err != nil {
 			return fmt.Errorf("shadow bundle: %w", err)
 		}
-		opts = append(opts, injector.WithShadow(sh))
+		hooks = append(hooks, webhook.WithShadow(sh))
+		memoSize = 0 // the comparison needs every live pod
 	}
-	if cs != nil && *emitEvents {
+	if cs != nil && c.events {
 		host, _ := os.Hostname()
 		rec := events.New(cs, "rego-injector", host, log)
 		defer rec.Close()
-		opts = append(opts, injector.WithEvents(rec))
+		hooks = append(hooks, webhook.WithEvents(rec))
 	}
-	if *decisionLog != "" {
-		w, closeLog, err := openLog(*decisionLog, stderr)
+	if c.decisionLog != "" {
+		w, closeLog, err := openLog(c.decisionLog, stderr)
 		if err != nil {
 			return err
 		}
 		defer closeLog()
-		opts = append(opts, injector.WithDecisionLog(w))
+		hooks = append(hooks, webhook.WithDecisionLog(w))
 	}
-	inj := injector.New(namespaces, opts...)
-	liveStatus, err := bf.serveBundles(ctx, "live", bf.sources, inj, m, log)
+	inj := injector.New(namespaces, injector.WithLogger(log), injector.WithMetrics(m), injector.WithOwnNamespace(c.ownNamespace), injector.WithMemo(memoSize))
+	liveStatus, err := c.bundles.serveBundles(ctx, "live", c.bundles.sources, inj, m, log)
 	if err != nil {
 		return err
 	}
-	if cs != nil && *auditEvery > 0 {
-		go audit.Periodically(ctx, *auditEvery, cs, inj, m, log)
+	if cs != nil && c.auditInterval > 0 {
+		go audit.Periodically(ctx, c.auditInterval, cs, inj, m, log)
 	}
-
-	var getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)
-	switch {
-	case *manage:
-		if cs == nil {
-			return fmt.Errorf("%w: --manage-certs needs a cluster: give --kubeconfig or run in a pod", errUsage)
-		}
-		m := certs.NewManager(cs, managed, *certInterval, log)
-		if err := m.Start(ctx); err != nil {
-			return err
-		}
-		getCert = m.GetCertificate
-	case *certFile != "":
-		fc, err := server.LoadFileCertificate(*certFile, *keyFile, log)
-		if err != nil {
-			return err
-		}
-		getCert = fc.GetCertificate
-	default:
-		host, _, _ := net.SplitHostPort(*listen)
-		ss, err := server.NewSelfSigned(host)
-		if err != nil {
-			return err
-		}
-		caPath, err := ss.WriteCA(*certDir)
-		if err != nil {
-			return err
-		}
-		log.Warn("serving with a self-signed certificate for localhost, for local use only", "ca", caPath)
-		fmt.Fprintf(stderr, "self-signed CA certificate written to %s (curl --cacert %s ...)\n", caPath, caPath)
-		getCert = ss.GetCertificate
+	getCert, err := c.certificates(ctx, cs, log, stderr)
+	if err != nil {
+		return err
 	}
-
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	hooked := webhook.New(inj, hooks...)
 	return server.Serve(ctx, ln, server.Config{
-		Mutating:      inj.Mutating(),
-		Validating:    inj.Validating(),
+		Mutating:      hooked.Mutating(),
+		Validating:    hooked.Validating(),
 		Metrics:       m,
 		Certificates:  getCert,
-		ShutdownDelay: *shutdownDelay,
+		ShutdownDelay: c.shutdownDelay,
 		Log:           log,
 		Ready: func() (bool, map[string]any) {
 			details := map[string]any{"revision": inj.Revision(), "namespacesSynced": namespaces.Synced(), "bundle": liveStatus()}
@@ -166,6 +175,37 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			return inj.Ready(), details
 		},
 	})
+}
+
+// certificates is where the serving certificate comes from: the managed Secret, the files given,
+// or a self-signed certificate for local use.
+func (c *serveConfig) certificates(ctx context.Context, cs kubernetes.Interface, log *slog.Logger, stderr io.Writer) (func(*tls.ClientHelloInfo) (*tls.Certificate, error), error) {
+	switch {
+	case c.manageCerts:
+		m := certs.NewManager(cs, c.managed, c.certInterval, log)
+		if err := m.Start(ctx); err != nil {
+			return nil, err
+		}
+		return m.GetCertificate, nil
+	case c.certFile != "":
+		fc, err := server.LoadFileCertificate(c.certFile, c.keyFile, log)
+		if err != nil {
+			return nil, err
+		}
+		return fc.GetCertificate, nil
+	}
+	host, _, _ := net.SplitHostPort(c.listen)
+	ss, err := server.NewSelfSigned(host)
+	if err != nil {
+		return nil, err
+	}
+	caPath, err := ss.WriteCA(c.certDir)
+	if err != nil {
+		return nil, err
+	}
+	log.Warn("serving with a self-signed certificate for localhost, for local use only", "ca", caPath)
+	fmt.Fprintf(stderr, "self-signed CA certificate written to %s (curl --cacert %s ...)\n", caPath, caPath)
+	return ss.GetCertificate, nil
 }
 
 func defaultCertDir() string {

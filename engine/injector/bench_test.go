@@ -40,7 +40,7 @@ func compileAt(tb testing.TB, rev string) *policy.Policy {
 	return p
 }
 
-func benchInjector(b *testing.B, opts ...Option) *Injector {
+func benchInjector(b testing.TB, opts ...Option) *Injector {
 	b.Helper()
 	inj := New(cluster.Static{Labels: map[string]string{"istio-injection": "enabled"}}, opts...)
 	if err := inj.Activate(compileAt(b, "")); err != nil {
@@ -49,7 +49,7 @@ func benchInjector(b *testing.B, opts ...Option) *Injector {
 	return inj
 }
 
-func benchRequest(b *testing.B, name string) *admissionv1.AdmissionRequest {
+func benchRequest(b testing.TB, name string) *admissionv1.AdmissionRequest {
 	b.Helper()
 	raw, err := os.ReadFile("testdata/bench/" + name + ".json")
 	if err != nil {
@@ -84,7 +84,7 @@ func BenchmarkStages(b *testing.B) {
 	for _, name := range benchPods {
 		req := benchRequest(b, name)
 		body := benchReview(b, req)
-		e, err := inj.evaluation(ctx, Pod{Raw: req.Object.Raw, Request: req})
+		e, err := inj.evaluation(ctx, Admission{Raw: req.Object.Raw, Request: req})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -159,49 +159,6 @@ func BenchmarkStages(b *testing.B) {
 			for b.Loop() {
 				if _, err := patch.Create(e.pod, mutated, false); err != nil {
 					b.Fatal(err)
-				}
-			}
-		})
-	}
-}
-
-// BenchmarkHandlers measures the full mutate and validate handlers, review in, response out: every
-// admission evaluated, and, as mutate-memo, the same pod coming again (each replica of a workload).
-func BenchmarkHandlers(b *testing.B) {
-	inj := benchInjector(b)
-	memoised := benchInjector(b, WithMemo(256))
-	ctx := context.Background()
-	for _, name := range benchPods {
-		req := benchRequest(b, name)
-		b.Run("mutate/"+name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				if resp := inj.Mutating().Handle(ctx, req); resp.Patch == nil {
-					b.Fatalf("no patch: %+v", resp.Result)
-				}
-			}
-		})
-		b.Run("mutate-memo/"+name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				if resp := memoised.Mutating().Handle(ctx, req); resp.Patch == nil {
-					b.Fatalf("no patch: %+v", resp.Result)
-				}
-			}
-		})
-		b.Run("validate-memo/"+name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				if resp := memoised.Validating().Handle(ctx, req); !resp.Allowed {
-					b.Fatalf("denied: %+v", resp.Result)
-				}
-			}
-		})
-		b.Run("validate/"+name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				if resp := inj.Validating().Handle(ctx, req); !resp.Allowed {
-					b.Fatalf("denied: %+v", resp.Result)
 				}
 			}
 		})

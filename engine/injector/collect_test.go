@@ -13,17 +13,20 @@ import (
 // across any number of swaps.
 func TestSwappedRevisionIsCollected(t *testing.T) {
 	inj := New(cluster.Static{Labels: map[string]string{"istio-injection": "enabled"}}, WithMemo(16))
-	req := benchRequest(&testing.B{}, "typical")
+	req := benchRequest(t, "typical")
 	var old weak.Pointer[revision]
 	for i, rev := range []string{"r1", "r2", "r3"} {
 		if err := inj.Activate(compileAt(t, rev)); err != nil {
 			t.Fatal(err)
 		}
 		for range 3 {
-			if resp := inj.Mutating().Handle(t.Context(), req); resp.Patch == nil {
-				t.Fatalf("%s: no patch", rev)
+			a := Admission{Raw: req.Object.Raw, Request: req}
+			if res, err := inj.Inject(t.Context(), a); err != nil || res.Patch == nil {
+				t.Fatalf("%s: no patch: %v", rev, err)
 			}
-			inj.Validating().Handle(t.Context(), req)
+			if _, _, err := inj.Validate(t.Context(), a); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if i == 0 {
 			old = weak.Make(inj.active.Load())

@@ -10,18 +10,18 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/rego-injector/rego-injector/engine/cluster"
 	"github.com/rego-injector/rego-injector/engine/inject"
 	"github.com/rego-injector/rego-injector/engine/injector"
+	"github.com/rego-injector/rego-injector/engine/internal/fixture"
 	"github.com/rego-injector/rego-injector/engine/manifest"
 	"github.com/rego-injector/rego-injector/engine/workload"
 )
 
 // FuzzInject: whatever pod arrives, Inject does not panic, and a patch it returns applies to the pod
-// as sent and gives a pod that carries the status annotation. The webhook with a memo answers the
-// pod twice, the second time from the memo, exactly as Inject does.
+// as sent and gives a pod that carries the status annotation. An injector with a memo answers the
+// pod twice, the second time from the memo, as one without does.
 func FuzzInject(f *testing.F) {
-	pods, _ := filepath.Glob("testdata/golden/*/pod.yaml")
+	pods, _ := filepath.Glob("../webhook/testdata/golden/*/pod.yaml")
 	for _, p := range pods {
 		b, err := os.ReadFile(p)
 		if err != nil {
@@ -40,24 +40,21 @@ func FuzzInject(f *testing.F) {
 	f.Add([]byte(`{"spec":{"containers":"nope"}}`))
 	f.Add([]byte(`null`))
 	labels := map[string]string{"istio-injection": "enabled"}
-	inj := newInjector(f, compileDefault(f, ""), labels)
-	memoised := injector.New(cluster.Static{Labels: labels}, injector.WithOwnNamespace("rego-injector-system"), injector.WithMemo(64))
-	if err := memoised.Activate(compileDefault(f, "")); err != nil {
-		f.Fatal(err)
-	}
+	inj := fixture.Injector(f, fixture.Policy(f, ""), labels)
+	memoised := fixture.Injector(f, fixture.Policy(f, ""), labels, injector.WithMemo(64))
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		res, err := inj.Inject(t.Context(), request(raw, "default", ""))
+		res, err := inj.Inject(t.Context(), fixture.Admission(raw, "default", ""))
 		for range 2 {
-			resp := memoised.Mutating().Handle(t.Context(), request(raw, "default", "").Request)
-			if (err == nil) != (resp.Result == nil || resp.Result.Code != 500) || !bytes.Equal(resp.Patch, res.Patch) {
-				t.Fatalf("the webhook answered %+v (patch %s), Inject %v (patch %s)", resp.Result, resp.Patch, err, res.Patch)
+			again, errAgain := memoised.Inject(t.Context(), fixture.Admission(raw, "default", ""))
+			if (err == nil) != (errAgain == nil) || !bytes.Equal(again.Patch, res.Patch) {
+				t.Fatalf("with a memo: %v (patch %s), without: %v (patch %s)", errAgain, again.Patch, err, res.Patch)
 			}
 		}
 		if err != nil || res.Patch == nil {
 			return
 		}
 		var pod map[string]any
-		if err := json.Unmarshal(applyPatch(t, raw, res.Patch), &pod); err != nil {
+		if err := json.Unmarshal(fixture.ApplyPatch(t, raw, res.Patch), &pod); err != nil {
 			t.Fatalf("patched pod is not JSON: %v", err)
 		}
 		if _, ok, err := inject.ReadStatus(pod); !ok || err != nil {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"sync/atomic"
-	"time"
 
 	gojson "github.com/goccy/go-json"
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -16,7 +15,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/rego-injector/rego-injector/engine/cluster"
-	"github.com/rego-injector/rego-injector/engine/events"
 	"github.com/rego-injector/rego-injector/engine/inject"
 	"github.com/rego-injector/rego-injector/engine/metrics"
 	"github.com/rego-injector/rego-injector/engine/patch"
@@ -43,12 +41,7 @@ type Injector struct {
 	ownNamespace string
 	log          *slog.Logger
 	metrics      *metrics.Metrics
-	timeout      time.Duration
-	decisions    *decisionLog
-	shadow       *Injector
-	shadowSlots  chan struct{}
 	memoSize     int
-	events       *events.Recorder
 }
 
 // Option configures an Injector.
@@ -60,14 +53,7 @@ func WithLogger(l *slog.Logger) Option { return func(i *Injector) { i.log = l } 
 // WithOwnNamespace names the namespace the injector runs in; policy sees it as input.injector.namespace.
 func WithOwnNamespace(ns string) Option { return func(i *Injector) { i.ownNamespace = ns } }
 
-// WithTimeout bounds the time one admission may take, policy evaluation included; past it the
-// admission fails (and the webhook's failurePolicy applies). Zero means no bound.
-func WithTimeout(d time.Duration) Option { return func(i *Injector) { i.timeout = d } }
-
-// WithEvents reports every mutating admission that is not a dry run to r as Kubernetes Events.
-func WithEvents(r *events.Recorder) Option { return func(i *Injector) { i.events = r } }
-
-// WithMetrics records admissions and activations in m.
+// WithMetrics records the memo's hits and misses in m.
 func WithMetrics(m *metrics.Metrics) Option { return func(i *Injector) { i.metrics = m } }
 
 // New returns an Injector that looks namespaces up in ns. Nothing is served until Activate succeeds.
@@ -91,7 +77,7 @@ func (i *Injector) Activate(p *policy.Policy) error {
 		return fmt.Errorf("activate revision %q: %w", p.Revision(), err)
 	}
 	if p.Pure() {
-		rev.memo = newMemo(i.memoSize)
+		rev.memo = newMemo(i.memoSize, i.metrics)
 	}
 	i.active.Store(rev)
 	i.log.Debug("templates parsed and self-tested", "revision", p.Revision(), "variants", p.Variants())
@@ -111,8 +97,9 @@ func (i *Injector) Ready() bool {
 	return i.active.Load() != nil && i.namespaces.Synced()
 }
 
-// Pod is one pod to decide on.
-type Pod struct {
+// Admission is one pod to answer for, as the apiserver sends it or as the command line makes it up
+// (Offline).
+type Admission struct {
 	// Raw is the pod's JSON exactly as received; the patch is computed against it.
 	Raw []byte
 	// Request is the admission request that carried the pod; offline it is synthesised by Offline.
@@ -136,14 +123,58 @@ type Result struct {
 }
 
 // Inject decides on the pod and, when policy says so, renders the variant, merges it into a copy of
-// the pod and diffs the result against the raw pod. It never returns a partly injected pod: any
-// error leaves the pod as it was.
-func (i *Injector) Inject(ctx context.Context, in Pod) (Result, error) {
-	e, err := i.evaluation(ctx, in)
+// the pod and diffs the result against the raw pod: the one path of the mutating webhook and of
+// every command. It never returns a partly injected pod: any error leaves the pod as it was. With
+// a memo (WithMemo), an admission answered before is answered again from it, without Pod.
+func (i *Injector) Inject(ctx context.Context, a Admission) (Result, error) {
+	rev, ns, err := i.begin(ctx, a)
 	if err != nil {
-		return Result{}, err
+		return Result{Revision: rev.name()}, err
 	}
-	return e.rev.mutate(ctx, e)
+	key := rev.memo.key("inject", a.Request, ns)
+	if res, ok := rev.memo.result(key); ok {
+		return res, nil
+	}
+	e, err := i.evaluationIn(rev, a, ns)
+	if err != nil {
+		return Result{Revision: rev.name()}, err
+	}
+	res, err := rev.mutate(ctx, e)
+	if err == nil {
+		rev.memo.keepResult(key, res)
+	}
+	return res, err
+}
+
+// Validate runs the validating policy on the pod and names the revision that judged it: the one
+// path of the validating webhook and of `check`. With a memo, an admission judged before is
+// judged again from it.
+func (i *Injector) Validate(ctx context.Context, a Admission) (policy.Verdict, string, error) {
+	rev, ns, err := i.begin(ctx, a)
+	if err != nil {
+		return policy.Verdict{}, rev.name(), err
+	}
+	key := rev.memo.key("validate", a.Request, ns)
+	if v, ok := rev.memo.verdict(key); ok {
+		return v, rev.name(), nil
+	}
+	e, err := i.evaluationIn(rev, a, ns)
+	if err != nil {
+		return policy.Verdict{}, rev.name(), err
+	}
+	v, err := rev.policy.Validate(ctx, e.input)
+	if err == nil {
+		rev.memo.keepVerdict(key, v)
+	}
+	return v, rev.name(), err
+}
+
+// name is the revision's name, "" for none.
+func (rev *revision) name() string {
+	if rev == nil {
+		return ""
+	}
+	return rev.policy.Revision()
 }
 
 // mutate runs the decision, render, merge and patch steps of one evaluation on this revision.
@@ -194,7 +225,7 @@ func (rev *revision) mutate(ctx context.Context, e *evaluation) (Result, error) 
 }
 
 // Decide runs only the mutating decision on the pod, and names the revision that decided.
-func (i *Injector) Decide(ctx context.Context, in Pod) (policy.Decision, string, error) {
+func (i *Injector) Decide(ctx context.Context, in Admission) (policy.Decision, string, error) {
 	e, err := i.evaluation(ctx, in)
 	if err != nil {
 		return policy.Decision{}, "", err
@@ -204,22 +235,12 @@ func (i *Injector) Decide(ctx context.Context, in Pod) (policy.Decision, string,
 }
 
 // Trace writes the evaluation trace of the mutating decision on the pod to w.
-func (i *Injector) Trace(ctx context.Context, in Pod, w io.Writer) error {
+func (i *Injector) Trace(ctx context.Context, in Admission, w io.Writer) error {
 	e, err := i.evaluation(ctx, in)
 	if err != nil {
 		return err
 	}
 	return e.rev.policy.Trace(ctx, e.input, w)
-}
-
-// Validate runs the validating policy on the pod and names the revision that judged it.
-func (i *Injector) Validate(ctx context.Context, in Pod) (policy.Verdict, string, error) {
-	e, err := i.evaluation(ctx, in)
-	if err != nil {
-		return policy.Verdict{}, "", err
-	}
-	v, err := e.rev.policy.Validate(ctx, e.input)
-	return v, e.rev.policy.Revision(), err
 }
 
 // evaluation is everything one policy evaluation needs, gathered once.
@@ -232,23 +253,30 @@ type evaluation struct {
 	input     ast.Value
 }
 
-// evaluation decodes the pod, finds its namespace and owner and builds the policy input against the
-// active revision, which the caller must use for the rest of the request.
-func (i *Injector) evaluation(ctx context.Context, in Pod) (*evaluation, error) {
+// begin takes the active revision, which the caller must use for the rest of the request, and
+// looks the pod's namespace up.
+func (i *Injector) begin(ctx context.Context, a Admission) (*revision, cluster.Namespace, error) {
 	rev := i.active.Load()
 	if rev == nil {
-		return nil, ErrNotActive
+		return nil, cluster.Namespace{}, ErrNotActive
 	}
-	ns, err := i.lookupNamespace(ctx, in)
+	ns, err := i.lookupNamespace(ctx, a)
+	return rev, ns, err
+}
+
+// evaluation decodes the pod, finds its namespace and owner and builds the policy input against the
+// active revision.
+func (i *Injector) evaluation(ctx context.Context, a Admission) (*evaluation, error) {
+	rev, ns, err := i.begin(ctx, a)
 	if err != nil {
 		return nil, err
 	}
-	return i.evaluationIn(rev, in, ns)
+	return i.evaluationIn(rev, a, ns)
 }
 
 // lookupNamespace finds the pod's namespace: the request's, else the one the pod names, else
 // "default".
-func (i *Injector) lookupNamespace(ctx context.Context, in Pod) (cluster.Namespace, error) {
+func (i *Injector) lookupNamespace(ctx context.Context, in Admission) (cluster.Namespace, error) {
 	name := in.Request.Namespace
 	if name == "" {
 		name = namespaceOf(in.Raw)
@@ -274,7 +302,7 @@ func namespaceOf(raw []byte) string {
 }
 
 // evaluationIn is evaluation against revision rev, with the pod's namespace already looked up.
-func (i *Injector) evaluationIn(rev *revision, in Pod, ns cluster.Namespace) (*evaluation, error) {
+func (i *Injector) evaluationIn(rev *revision, in Admission, ns cluster.Namespace) (*evaluation, error) {
 	e := &evaluation{rev: rev, raw: in.Raw, namespace: ns}
 	var err error
 	if e.pod, err = decodeObject(in.Raw); err != nil {

@@ -1,7 +1,6 @@
 package injector
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"hash"
@@ -12,29 +11,32 @@ import (
 
 	"github.com/rego-injector/rego-injector/engine/admission"
 	"github.com/rego-injector/rego-injector/engine/cluster"
+	"github.com/rego-injector/rego-injector/engine/metrics"
 	"github.com/rego-injector/rego-injector/engine/policy"
 )
 
 // WithMemo keeps the answers to the last size distinct admissions of each bundle revision, mutating
 // and validating each, and reuses them for a pod that comes again: the replicas of one workload
 // reach the webhooks as the same pod, byte for byte, so a rollout of 50 replicas evaluates policy
-// once per webhook. The key is everything the
-// answer depends on (the pod and old pod as sent, the request less its uid, the namespace's labels
-// and annotations), hashed with SHA-256. Revisions whose policy is not Pure, and injectors with a
-// shadow bundle (which compares whole pods), never reuse answers. Zero turns memoising off.
+// once per webhook. The key is everything the answer depends on (the pod and old pod as sent, the
+// request less its uid, the namespace's labels and annotations), hashed with SHA-256. Revisions
+// whose policy is not Pure never reuse answers. An answer from the memo carries no Pod (only the
+// patch is kept): give a memo to an injector whose callers need the patch, the webhooks without a
+// shadow bundle. Zero turns memoising off.
 func WithMemo(size int) Option { return func(i *Injector) { i.memoSize = size } }
 
-// memo remembers answers of one revision. Only what the webhooks answer with is kept: the decision,
-// the patch and whether the pod was already current, or the verdict; never the injected pod.
+// memo remembers answers of one revision: the decision, the patch and whether the pod was already
+// current, or the verdict; never the injected pod. A nil memo remembers nothing.
 type memo struct {
 	answers  *lru.Cache[[sha256.Size]byte, Result]
 	verdicts *lru.Cache[[sha256.Size]byte, policy.Verdict]
+	metrics  *metrics.Metrics
 }
 
 // maxMemoPatch is the largest patch a memo keeps; the answers for larger pods are recomputed.
 const maxMemoPatch = 256 << 10
 
-func newMemo(size int) *memo {
+func newMemo(size int, m *metrics.Metrics) *memo {
 	if size <= 0 {
 		return nil
 	}
@@ -46,88 +48,62 @@ func newMemo(size int) *memo {
 	if err != nil {
 		return nil
 	}
-	return &memo{answers: answers, verdicts: verdicts}
+	return &memo{answers: answers, verdicts: verdicts, metrics: m}
 }
 
-// injectMemoised is Inject for the webhook: the active revision's memo answers an admission it has
-// answered before. With a shadow bundle, which compares whole pods, nothing is memoised.
-func (i *Injector) injectMemoised(ctx context.Context, req *admission.Request) (Result, error) {
-	res, _, err := memoised(ctx, i, req, "inject",
-		func(m *memo) *lru.Cache[[sha256.Size]byte, Result] {
-			if i.shadow != nil {
-				return nil
-			}
-			return m.answers
-		},
-		func(rev *revision, e *evaluation) (Result, error) { return rev.mutate(ctx, e) },
-		func(res Result) (Result, bool) {
-			res.Pod = nil // the webhook answers with the patch; the pod would only hold memory
-			return res, len(res.Patch) <= maxMemoPatch
-		})
-	return res, err
+// memoKey is the key of one admission at one endpoint; the zero key when there is no memo.
+type memoKey struct {
+	endpoint string
+	sum      [sha256.Size]byte
 }
 
-// validateMemoised is Validate for the webhook, memoised as injectMemoised is.
-func (i *Injector) validateMemoised(ctx context.Context, req *admission.Request) (policy.Verdict, string, error) {
-	v, rev, err := memoised(ctx, i, req, "validate",
-		func(m *memo) *lru.Cache[[sha256.Size]byte, policy.Verdict] { return m.verdicts },
-		func(rev *revision, e *evaluation) (policy.Verdict, error) { return rev.policy.Validate(ctx, e.input) },
-		func(v policy.Verdict) (policy.Verdict, bool) { return v, true })
-	revision := ""
-	if rev != nil {
-		revision = rev.policy.Revision()
+// key is the memo key of req at endpoint in namespace ns.
+func (m *memo) key(endpoint string, req *admission.Request, ns cluster.Namespace) memoKey {
+	if m == nil {
+		return memoKey{}
 	}
-	return v, revision, err
+	return memoKey{endpoint: endpoint, sum: hashAdmission(endpoint, req, ns)}
 }
 
-// memoised answers req at endpoint with the active revision: from the cache its memo keeps for the
-// endpoint (cache may return nil: none) when the same admission was answered before, else with
-// compute, remembering what store keeps. It returns the revision that answered, nil when none is
-// active.
-func memoised[T any](ctx context.Context, i *Injector, req *admission.Request, endpoint string,
-	cache func(*memo) *lru.Cache[[sha256.Size]byte, T],
-	compute func(*revision, *evaluation) (T, error),
-	store func(T) (T, bool),
-) (T, *revision, error) {
-	var zero T
-	rev := i.active.Load()
-	if rev == nil {
-		return zero, nil, ErrNotActive
+// result is the remembered answer to the admission of key.
+func (m *memo) result(key memoKey) (Result, bool) {
+	if m == nil {
+		return Result{}, false
 	}
-	in := Pod{Raw: req.Object.Raw, Request: req}
-	ns, err := i.lookupNamespace(ctx, in)
-	if err != nil {
-		return zero, rev, err
-	}
-	var answers *lru.Cache[[sha256.Size]byte, T]
-	if rev.memo != nil {
-		answers = cache(rev.memo)
-	}
-	var key [sha256.Size]byte
-	if answers != nil {
-		key = memoKey(endpoint, req, ns)
-		if v, ok := answers.Get(key); ok {
-			i.metrics.Memo(endpoint, true)
-			return v, rev, nil
-		}
-		i.metrics.Memo(endpoint, false)
-	}
-	e, err := i.evaluationIn(rev, in, ns)
-	if err != nil {
-		return zero, rev, err
-	}
-	v, err := compute(rev, e)
-	if err == nil && answers != nil {
-		if kept, ok := store(v); ok {
-			answers.Add(key, kept)
-		}
-	}
-	return v, rev, err
+	res, ok := m.answers.Get(key.sum)
+	m.metrics.Memo(key.endpoint, ok)
+	return res, ok
 }
 
-// memoKey hashes everything a pure revision's answer at endpoint depends on, each field
+// keepResult remembers res as the answer to the admission of key, without its pod.
+func (m *memo) keepResult(key memoKey, res Result) {
+	if m == nil || len(res.Patch) > maxMemoPatch {
+		return
+	}
+	res.Pod = nil // the webhook answers with the patch; the pod would only hold memory
+	m.answers.Add(key.sum, res)
+}
+
+// verdict is the remembered verdict on the admission of key.
+func (m *memo) verdict(key memoKey) (policy.Verdict, bool) {
+	if m == nil {
+		return policy.Verdict{}, false
+	}
+	v, ok := m.verdicts.Get(key.sum)
+	m.metrics.Memo(key.endpoint, ok)
+	return v, ok
+}
+
+// keepVerdict remembers v as the verdict on the admission of key.
+func (m *memo) keepVerdict(key memoKey, v policy.Verdict) {
+	if m != nil {
+		m.verdicts.Add(key.sum, v)
+	}
+}
+
+// hashAdmission hashes everything a pure revision's answer at endpoint depends on, each field
 // length-prefixed so that no two different admissions write the same bytes.
-func memoKey(endpoint string, req *admission.Request, ns cluster.Namespace) [sha256.Size]byte {
+func hashAdmission(endpoint string, req *admission.Request, ns cluster.Namespace) [sha256.Size]byte {
 	h := sha256.New()
 	put := func(s string) {
 		writeLen(h, len(s))

@@ -15,6 +15,7 @@ import (
 	regoinjector "github.com/rego-injector/rego-injector"
 	"github.com/rego-injector/rego-injector/engine/cluster"
 	"github.com/rego-injector/rego-injector/engine/injector"
+	"github.com/rego-injector/rego-injector/engine/internal/fixture"
 	"github.com/rego-injector/rego-injector/engine/metrics"
 	"github.com/rego-injector/rego-injector/engine/policy"
 )
@@ -35,7 +36,7 @@ func memoised(t *testing.T) (*switchable, *metrics.Metrics, *injector.Injector) 
 	ns := &switchable{labels: map[string]string{"istio-injection": "enabled"}}
 	m := metrics.New()
 	inj := injector.New(ns, injector.WithMemo(16), injector.WithMetrics(m))
-	if err := inj.Activate(compileDefault(t, "")); err != nil {
+	if err := inj.Activate(fixture.Policy(t, "")); err != nil {
 		t.Fatal(err)
 	}
 	return ns, m, inj
@@ -45,22 +46,22 @@ func memoised(t *testing.T) (*switchable, *metrics.Metrics, *injector.Injector) 
 // from the memo; a change of the namespace's labels, of the pod or of the revision is a new answer.
 func TestMemo(t *testing.T) {
 	ns, m, inj := memoised(t)
-	raw := yamlToJSON(t, "testdata/golden/enabled-namespace/pod.yaml")
-	first := inj.Mutating().Handle(t.Context(), review(t, raw))
+	raw := fixture.YAMLToJSON(t, plainPod)
+	first := mutate(t, inj, raw)
 	if first.Patch == nil {
-		t.Fatalf("not injected: %+v", first.Result)
+		t.Fatalf("not injected: %+v", first.Decision)
 	}
 	again := review(t, raw)
 	again.UID = "another-replica"
-	if second := inj.Mutating().Handle(t.Context(), again); !bytes.Equal(second.Patch, first.Patch) {
+	if second := mutateRequest(t, inj, again); !bytes.Equal(second.Patch, first.Patch) {
 		t.Fatalf("the same pod got another patch:\n%s\n%s", first.Patch, second.Patch)
 	}
-	if hits := labelledValue(t, m, "rego_injector_memo_lookups_total", "result", "hit"); hits != 1 {
+	if hits := fixture.Counter(t, m, "rego_injector_memo_lookups_total", map[string]string{"result": "hit"}); hits != 1 {
 		t.Fatalf("memo hits %v, want 1", hits)
 	}
 
 	ns.labels = map[string]string{"istio-injection": "disabled"}
-	if resp := inj.Mutating().Handle(t.Context(), review(t, raw)); resp.Patch != nil {
+	if resp := mutate(t, inj, raw); resp.Patch != nil {
 		t.Fatal("a pod was injected from the memo after its namespace disabled injection")
 	}
 	ns.labels = map[string]string{"istio-injection": "enabled"}
@@ -68,18 +69,18 @@ func TestMemo(t *testing.T) {
 	if bytes.Equal(other, raw) {
 		t.Fatal("test pod has no name to change")
 	}
-	if resp := inj.Mutating().Handle(t.Context(), review(t, other)); bytes.Equal(resp.Patch, first.Patch) || resp.Patch == nil {
+	if resp := mutate(t, inj, other); bytes.Equal(resp.Patch, first.Patch) || resp.Patch == nil {
 		t.Fatal("another pod got the first pod's patch")
 	}
 
-	if err := inj.Activate(compileDefault(t, "default-2")); err != nil {
+	if err := inj.Activate(fixture.Policy(t, "default-2")); err != nil {
 		t.Fatal(err)
 	}
-	resp := inj.Mutating().Handle(t.Context(), review(t, raw))
+	resp := mutate(t, inj, raw)
 	if !strings.Contains(string(resp.Patch), "default-2") {
 		t.Fatalf("after a swap the memo answered with the old revision: %s", resp.Patch)
 	}
-	if hits := labelledValue(t, m, "rego_injector_memo_lookups_total", "result", "hit"); hits != 1 {
+	if hits := fixture.Counter(t, m, "rego_injector_memo_lookups_total", map[string]string{"result": "hit"}); hits != 1 {
 		t.Fatalf("memo hits %v, want still 1", hits)
 	}
 }
@@ -90,7 +91,7 @@ func TestMemoNeedsPurePolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	replaceModule(t, b, "injector.mutate", `package injector.mutate
+	fixture.ReplaceModule(t, b, "injector.mutate", `package injector.mutate
 
 decision := {"inject": false, "reasons": [sprintf("evaluated at %d", [time.now_ns()])]}
 `)
@@ -103,14 +104,14 @@ decision := {"inject": false, "reasons": [sprintf("evaluated at %d", [time.now_n
 	if err := inj.Activate(p); err != nil {
 		t.Fatal(err)
 	}
-	raw := yamlToJSON(t, "testdata/golden/enabled-namespace/pod.yaml")
+	raw := fixture.YAMLToJSON(t, plainPod)
 	for range 2 {
-		inj.Mutating().Handle(t.Context(), review(t, raw))
+		mutate(t, inj, raw)
 	}
-	if lookups := labelledValue(t, m, "rego_injector_memo_lookups_total", "result", "hit") + labelledValue(t, m, "rego_injector_memo_lookups_total", "result", "miss"); lookups != 0 {
+	if lookups := fixture.Counter(t, m, "rego_injector_memo_lookups_total", map[string]string{"result": "hit"}) + fixture.Counter(t, m, "rego_injector_memo_lookups_total", map[string]string{"result": "miss"}); lookups != 0 {
 		t.Fatalf("%v memo lookups for a policy that reads the clock", lookups)
 	}
-	if !compileDefault(t, "").Pure() {
+	if !fixture.Policy(t, "").Pure() {
 		t.Fatal("the default policy is not pure: the memo never serves it")
 	}
 }
@@ -118,7 +119,7 @@ decision := {"inject": false, "reasons": [sprintf("evaluated at %d", [time.now_n
 // TestMemoKey: every field of the request the answer may depend on is part of the key: changing any
 // one of them is a miss, and only the request uid is left out.
 func TestMemoKey(t *testing.T) {
-	raw := yamlToJSON(t, "testdata/golden/enabled-namespace/pod.yaml")
+	raw := fixture.YAMLToJSON(t, plainPod)
 	yes := true
 	for name, change := range map[string]func(r *admissionv1.AdmissionRequest, ns *switchable){
 		"user":  func(r *admissionv1.AdmissionRequest, _ *switchable) { r.UserInfo.Username = "alice" },
@@ -134,14 +135,14 @@ func TestMemoKey(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			ns, m, inj := memoised(t)
-			inj.Mutating().Handle(t.Context(), review(t, raw))
+			mutate(t, inj, raw)
 			again := review(t, raw)
 			again.UID = "another"
-			inj.Mutating().Handle(t.Context(), again)
+			mutateRequest(t, inj, again)
 			changed := review(t, raw)
 			change(changed, ns)
-			inj.Mutating().Handle(t.Context(), changed)
-			if hits := labelledValue(t, m, "rego_injector_memo_lookups_total", "result", "hit"); hits != 1 {
+			mutateRequest(t, inj, changed)
+			if hits := fixture.Counter(t, m, "rego_injector_memo_lookups_total", map[string]string{"result": "hit"}); hits != 1 {
 				t.Errorf("%v hits, want 1: only the other uid may hit", hits)
 			}
 		})
@@ -153,16 +154,16 @@ func TestMemoKey(t *testing.T) {
 func TestMemoConcurrent(t *testing.T) {
 	ns := &switchable{labels: map[string]string{"istio-injection": "enabled"}}
 	inj := injector.New(ns, injector.WithMemo(4))
-	if err := inj.Activate(compileDefault(t, "")); err != nil {
+	if err := inj.Activate(fixture.Policy(t, "")); err != nil {
 		t.Fatal(err)
 	}
-	fresh := newInjector(t, compileDefault(t, ""), ns.labels)
-	raw := yamlToJSON(t, "testdata/golden/enabled-namespace/pod.yaml")
+	fresh := fixture.Injector(t, fixture.Policy(t, ""), ns.labels)
+	raw := fixture.YAMLToJSON(t, plainPod)
 	pods := make([][]byte, 6) // more pods than the memo holds: entries are evicted while read
 	want := make([][]byte, len(pods))
 	for i := range pods {
 		pods[i] = bytes.Replace(raw, []byte(`"name":"web"`), []byte(fmt.Sprintf(`"name":"web-%d"`, i)), 1)
-		want[i] = fresh.Mutating().Handle(t.Context(), review(t, pods[i])).Patch
+		want[i] = mutate(t, fresh, pods[i]).Patch
 	}
 	var wg sync.WaitGroup
 	for w := range 8 {
@@ -171,7 +172,7 @@ func TestMemoConcurrent(t *testing.T) {
 			defer wg.Done()
 			for n := range 50 {
 				i := (w + n) % len(pods)
-				if got := inj.Mutating().Handle(t.Context(), review(t, pods[i])).Patch; !bytes.Equal(got, want[i]) {
+				if got := mutate(t, inj, pods[i]).Patch; !bytes.Equal(got, want[i]) {
 					t.Errorf("pod %d: memoised patch differs from a fresh one", i)
 					return
 				}
@@ -185,17 +186,48 @@ func TestMemoConcurrent(t *testing.T) {
 // that starts requiring the sidecar gets a fresh one.
 func TestMemoValidate(t *testing.T) {
 	ns, m, inj := memoised(t)
-	raw := yamlToJSON(t, "testdata/golden/enabled-namespace/pod.yaml")
+	raw := fixture.YAMLToJSON(t, plainPod)
 	for range 2 {
-		if resp := inj.Validating().Handle(t.Context(), review(t, raw)); !resp.Allowed {
-			t.Fatalf("denied: %+v", resp.Result)
+		if v := validate(t, inj, raw); len(v.Deny) > 0 {
+			t.Fatalf("denied: %v", v.Deny)
 		}
 	}
-	if hits := seriesValue(t, m, "rego_injector_memo_lookups_total", map[string]string{"endpoint": "validate", "result": "hit"}); hits != 1 {
+	if hits := fixture.Counter(t, m, "rego_injector_memo_lookups_total", map[string]string{"endpoint": "validate", "result": "hit"}); hits != 1 {
 		t.Fatalf("validate memo hits %v, want 1", hits)
 	}
 	ns.labels["rego-injector.io/require-sidecar"] = "true"
-	if resp := inj.Validating().Handle(t.Context(), review(t, raw)); resp.Allowed {
+	if v := validate(t, inj, raw); len(v.Deny) == 0 {
 		t.Fatal("a pod without the sidecar was allowed from the memo after its namespace began requiring it")
 	}
+}
+
+// mutate injects the pod raw, created in namespace default, with inj.
+func mutate(t *testing.T, inj *injector.Injector, raw []byte) injector.Result {
+	t.Helper()
+	return mutateRequest(t, inj, review(t, raw))
+}
+
+// mutateRequest injects the pod of req with inj.
+func mutateRequest(t *testing.T, inj *injector.Injector, req *admissionv1.AdmissionRequest) injector.Result {
+	t.Helper()
+	res, err := inj.Inject(t.Context(), injector.Admission{Raw: req.Object.Raw, Request: req})
+	if err != nil {
+		t.Error(err)
+	}
+	return res
+}
+
+// validate judges the pod raw, created in namespace default, with inj.
+func validate(t *testing.T, inj *injector.Injector, raw []byte) policy.Verdict {
+	t.Helper()
+	v, _, err := inj.Validate(t.Context(), fixture.Admission(raw, "default", ""))
+	if err != nil {
+		t.Error(err)
+	}
+	return v
+}
+
+func review(t *testing.T, raw []byte) *admissionv1.AdmissionRequest {
+	t.Helper()
+	return fixture.Admission(raw, "default", "").Request
 }

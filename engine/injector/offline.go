@@ -13,12 +13,12 @@ import (
 	"github.com/rego-injector/rego-injector/engine/workload"
 )
 
-// Offline builds the Pod that the webhook would have received had pod been created by owner in
+// Offline builds the Admission that the webhook would have received had pod been created by owner in
 // namespace: a CREATE request, so that the command line gets the webhook's answer.
-func Offline(pod map[string]any, namespace string, owner *workload.Owner) (Pod, error) {
+func Offline(pod map[string]any, namespace string, owner *workload.Owner) (Admission, error) {
 	raw, err := json.Marshal(pod)
 	if err != nil {
-		return Pod{}, fmt.Errorf("encode the pod: %w", err)
+		return Admission{}, fmt.Errorf("encode the pod: %w", err)
 	}
 	meta, _ := pod["metadata"].(map[string]any)
 	name, _ := meta["name"].(string)
@@ -33,14 +33,14 @@ func Offline(pod map[string]any, namespace string, owner *workload.Owner) (Pod, 
 		Operation: admissionv1.Create,
 	}
 	req.Object.Raw = raw
-	return Pod{Raw: raw, Request: req, Owner: owner}, nil
+	return Admission{Raw: raw, Request: req, Owner: owner}, nil
 }
 
-// objectPod finds the pod inside a workload object (or a bare Pod) and builds the Pod the webhook
+// objectPod finds the pod inside a workload object (or a bare Pod) and builds the Admission the webhook
 // would have received for it; ok is false for kinds that carry no pod.
-func objectPod(obj map[string]any, namespace string) (t *workload.Template, in Pod, ok bool, err error) {
+func objectPod(obj map[string]any, namespace string) (t *workload.Template, in Admission, ok bool, err error) {
 	if t, ok = workload.PodTemplate(obj); !ok {
-		return nil, Pod{}, false, nil
+		return nil, Admission{}, false, nil
 	}
 	in, err = Offline(t.Pod, namespace, t.Owner)
 	return t, in, true, err

@@ -24,6 +24,7 @@ import (
 	"github.com/rego-injector/rego-injector/engine/metrics"
 	"github.com/rego-injector/rego-injector/engine/policy"
 	"github.com/rego-injector/rego-injector/engine/server"
+	"github.com/rego-injector/rego-injector/engine/webhook"
 )
 
 // start serves the embedded default bundle over TLS on 127.0.0.1 with every namespace enabled, and
@@ -62,6 +63,7 @@ func startWith(t *testing.T, template string, configure func(*server.Config)) (s
 		t.Fatal(err)
 	}
 	m.Activation("live", p.Revision(), 0)
+	hooks := webhook.New(inj, webhook.WithMetrics(m), webhook.WithLogger(log))
 	ss, err := server.NewSelfSigned()
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +73,7 @@ func startWith(t *testing.T, template string, configure func(*server.Config)) (s
 		t.Fatal(err)
 	}
 	cfg := server.Config{
-		Mutating: inj.Mutating(), Validating: inj.Validating(), Metrics: m,
+		Mutating: hooks.Mutating(), Validating: hooks.Validating(), Metrics: m,
 		Certificates: ss.GetCertificate, Log: log,
 		Ready: func() (bool, map[string]any) { return inj.Ready(), map[string]any{"revision": inj.Revision()} },
 	}
