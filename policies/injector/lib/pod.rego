@@ -164,6 +164,9 @@ status := parsed if {
 	nullable(replaced, "object")
 	every _, containers in object.get(parsed, "replaced", {}) {
 		nullable(containers, "object")
+		every _, container in containers {
+			is_object(container)
+		}
 	}
 }
 

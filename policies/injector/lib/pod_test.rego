@@ -144,6 +144,7 @@ test_status_parsing if {
 		`{"revision":"r1","containers":"istio-proxy"}`, `{"revision":"r1","volumes":[1]}`,
 		`{"revision":"r1","variant":7}`, `{"revision":"r1","replaced":[]}`,
 		`{"revision":"r1","replaced":{"containers":["istio-proxy"]}}`,
+		`{"revision":"r1","replaced":{"containers":{"istio-proxy":1}}}`,
 	] {
 		not lib.status with input as pod_with({"annotations": {"rego-injector.io/status": raw}})
 		lib.status_invalid with input as pod_with({"annotations": {"rego-injector.io/status": raw}})
