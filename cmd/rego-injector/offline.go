@@ -16,6 +16,8 @@ import (
 // offlineFlags are the flags inject, explain and check share.
 type offlineFlags struct {
 	file, namespace, labels, kubeconfig string
+	as                                  string
+	asGroups                            listFlag
 	engine                              engineFlags
 }
 
@@ -27,6 +29,8 @@ func (o *offlineFlags) register(fs *flag.FlagSet, withFile bool) {
 	fs.StringVar(&o.namespace, "namespace", "default", "namespace of objects that name none")
 	fs.StringVar(&o.labels, "namespace-labels", "", "labels every namespace carries, k=v,k2=v2 (ignored with --kubeconfig)")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "read namespace labels from this cluster")
+	fs.StringVar(&o.as, "as", "", "the user the pods are created as, for overrides policy reserves to some users (as kubectl --as; e.g. system:serviceaccount:ci:deployer)")
+	fs.Var(&o.asGroups, "as-group", "a group of that user (repeatable, as kubectl --as-group)")
 	o.engine.register(fs)
 }
 
@@ -40,7 +44,7 @@ func (o *offlineFlags) processor(ctx context.Context, stderr io.Writer) (*manife
 	if err != nil {
 		return nil, err
 	}
-	inj, err := o.engine.injector(ctx, ns, log)
+	inj, err := o.engine.injector(ctx, ns, log, injector.WithOfflineUser(o.as, o.asGroups))
 	if err != nil {
 		return nil, err
 	}
@@ -71,12 +75,12 @@ func (e *engineFlags) register(fs *flag.FlagSet) {
 }
 
 // injector loads the bundle and activates it in an injector reading namespaces from ns.
-func (e *engineFlags) injector(ctx context.Context, ns cluster.Namespaces, log *slog.Logger) (*injector.Injector, error) {
+func (e *engineFlags) injector(ctx context.Context, ns cluster.Namespaces, log *slog.Logger, opts ...injector.Option) (*injector.Injector, error) {
 	p, err := e.bundles.loadPolicy(ctx)
 	if err != nil {
 		return nil, err
 	}
-	inj := injector.New(ns, injector.WithLogger(log), injector.WithOwnNamespace(e.ownNamespace))
+	inj := injector.New(ns, append([]injector.Option{injector.WithLogger(log), injector.WithOwnNamespace(e.ownNamespace)}, opts...)...)
 	if err := inj.Activate(p); err != nil {
 		return nil, err
 	}

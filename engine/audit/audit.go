@@ -184,6 +184,10 @@ func judge(ctx context.Context, inj *injector.Injector, pod *corev1.Pod) (Findin
 	if err != nil {
 		return fail(err)
 	}
+	if injected && st.Requester != nil {
+		// Policy honoured an override because of who asked: ask again as the same requester.
+		in.Request.UserInfo.Username, in.Request.UserInfo.Groups = st.Requester.Username, st.Requester.Groups
+	}
 	d, rev, err := inj.Decide(ctx, in)
 	if err != nil {
 		return fail(fmt.Errorf("decide: %w", err))

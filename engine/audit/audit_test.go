@@ -187,3 +187,58 @@ func TestRevisionChangeInterruptsAudit(t *testing.T) {
 		t.Fatalf("a swap during the audit: %v", err)
 	}
 }
+
+// TestAuditJudgesAsTheRequester: a variant reserved to a group, honoured at admission because the
+// requester was in it, is current on audit (which has no request): the status annotation records
+// the requester, and audit asks policy as that requester. A hand-made status naming another
+// requester is judged as that one, who may not have the variant.
+func TestAuditJudgesAsTheRequester(t *testing.T) {
+	b, err := regoinjector.DefaultBundle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Data["injector"].(map[string]any)["config"].(map[string]any)["privileged_variants"] = map[string]any{"proxy-only": map[string]any{"groups": []any{"mesh-admins"}}}
+	p, err := policy.Compile(t.Context(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inj := injector.New(cluster.Static{Labels: map[string]string{"istio-injection": "enabled"}})
+	if err := inj.Activate(p); err != nil {
+		t.Fatal(err)
+	}
+	obj := replica("db", "db-7d9f-x1")
+	obj["metadata"].(map[string]any)["annotations"] = map[string]any{"rego-injector.io/variant": "proxy-only"}
+	in, err := injector.Offline(obj, "shop", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Request.UserInfo.Username, in.Request.UserInfo.Groups = "alice", []string{"mesh-admins", "system:authenticated"}
+	res, err := inj.Inject(t.Context(), in)
+	if err != nil || res.Pod == nil || res.Decision.Variant != "proxy-only" {
+		t.Fatalf("setup: the admin's pod did not get proxy-only: %+v, %v", res.Decision, err)
+	}
+	st, _, err := inject.ReadStatus(res.Pod)
+	if err != nil || st.Requester == nil || st.Requester.Username != "alice" || len(st.Reserved) != 1 {
+		t.Fatalf("status records no requester: %+v, %v", st, err)
+	}
+	report, err := audit.Run(t.Context(), inj, []corev1.Pod{typed(t, res.Pod)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if report.Pods[audit.StateCurrent] != 1 {
+		t.Fatalf("a pod admitted with a variant its requester may use is not current: %+v", report)
+	}
+
+	forged := res.Pod
+	annotations := forged["metadata"].(map[string]any)["annotations"].(map[string]any)
+	st.Requester = &inject.Requester{Username: "mallory"}
+	raw, _ := json.Marshal(st)
+	annotations[inject.StatusAnnotation] = string(raw)
+	report, err = audit.Run(t.Context(), inj, []corev1.Pod{typed(t, forged)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if report.Pods[audit.StateVariant] != 1 {
+		t.Fatalf("a pod whose requester may not use its variant is not reported: %+v", report)
+	}
+}

@@ -24,6 +24,16 @@ type Status struct {
 	// them back rather than deleting them.
 	Replaced map[string]map[string]any `json:"replaced,omitempty"`
 	Reasons  []string                  `json:"reasons,omitempty"`
+	// Requester is who asked for the pod, recorded when policy honoured an override because of who
+	// asked; Reserved names those overrides' annotations. Audit judges the pod as that requester.
+	Requester *Requester `json:"requester,omitempty"`
+	Reserved  []string   `json:"reserved,omitempty"`
+}
+
+// Requester is the user and groups of an admission request, as policy's subjects read them.
+type Requester struct {
+	Username string   `json:"username"`
+	Groups   []string `json:"groups,omitempty"`
 }
 
 // ReadStatus returns the pod's injection status; ok is false when the pod carries none. The
@@ -79,12 +89,16 @@ func parseStatus(s string) (Status, error) {
 		"labels":           &st.Labels,
 		"annotations":      &st.Annotations,
 		"reasons":          &st.Reasons,
+		"reserved":         &st.Reserved,
 	} {
 		if *list, err = stringList(key, fields[key]); err != nil {
 			return Status{}, err
 		}
 	}
 	if st.Replaced, err = replaced(fields["replaced"]); err != nil {
+		return Status{}, err
+	}
+	if st.Requester, err = requester(fields["requester"]); err != nil {
 		return Status{}, err
 	}
 	return st, nil
@@ -116,6 +130,26 @@ func stringList(key string, v any) ([]string, error) {
 		out[i] = s
 	}
 	return out, nil
+}
+
+// requester reads Status.Requester; null or absent is none.
+func requester(v any) (*Requester, error) {
+	if v == nil {
+		return nil, nil
+	}
+	fields, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("requester: want an object, got %s", kindOf(v))
+	}
+	var r Requester
+	var err error
+	if r.Username, err = stringField("requester.username", fields["username"]); err != nil {
+		return nil, err
+	}
+	if r.Groups, err = stringList("requester.groups", fields["groups"]); err != nil {
+		return nil, err
+	}
+	return &r, nil
 }
 
 // replaced reads Status.Replaced: by list, by name, the container as it was.

@@ -12,6 +12,7 @@ import (
 	gojson "github.com/goccy/go-json"
 	"github.com/open-policy-agent/opa/v1/ast"
 	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/rego-injector/rego-injector/engine/cluster"
@@ -42,6 +43,7 @@ type Injector struct {
 	log          *slog.Logger
 	metrics      *metrics.Metrics
 	memoSize     int
+	offlineUser  authenticationv1.UserInfo
 }
 
 // Option configures an Injector.
@@ -52,6 +54,13 @@ func WithLogger(l *slog.Logger) Option { return func(i *Injector) { i.log = l } 
 
 // WithOwnNamespace names the namespace the injector runs in; policy sees it as input.injector.namespace.
 func WithOwnNamespace(ns string) Option { return func(i *Injector) { i.ownNamespace = ns } }
+
+// WithOfflineUser makes the admissions of InjectObject, TraceObject and ValidateObject requests of
+// the user username in groups, as `kubectl --as` would: policy that reserves an override to some
+// subjects then judges the manifests as that user's.
+func WithOfflineUser(username string, groups []string) Option {
+	return func(i *Injector) { i.offlineUser = authenticationv1.UserInfo{Username: username, Groups: groups} }
+}
 
 // WithMetrics records the memo's hits and misses in m.
 func WithMetrics(m *metrics.Metrics) Option { return func(i *Injector) { i.metrics = m } }
@@ -212,6 +221,11 @@ func (rev *revision) mutate(ctx context.Context, e *evaluation) (Result, error) 
 		return res, err
 	}
 	status := inject.Status{Variant: res.Decision.Variant, Revision: res.Revision, Reasons: res.Decision.Reasons}
+	if reserved := res.Decision.Reserved(); len(reserved) > 0 {
+		user := e.request.UserInfo
+		status.Requester = &inject.Requester{Username: user.Username, Groups: user.Groups}
+		status.Reserved = reserved
+	}
 	if err := inject.Apply(mutated, partial, status); err != nil {
 		return res, fmt.Errorf("merge variant %q: %w", res.Decision.Variant, err)
 	}
@@ -246,6 +260,7 @@ func (i *Injector) Trace(ctx context.Context, in Admission, w io.Writer) error {
 // evaluation is everything one policy evaluation needs, gathered once.
 type evaluation struct {
 	rev       *revision
+	request   *admissionv1.AdmissionRequest
 	raw       []byte
 	pod       map[string]any
 	namespace cluster.Namespace
@@ -303,7 +318,7 @@ func namespaceOf(raw []byte) string {
 
 // evaluationIn is evaluation against revision rev, with the pod's namespace already looked up.
 func (i *Injector) evaluationIn(rev *revision, in Admission, ns cluster.Namespace) (*evaluation, error) {
-	e := &evaluation{rev: rev, raw: in.Raw, namespace: ns}
+	e := &evaluation{rev: rev, request: in.Request, raw: in.Raw, namespace: ns}
 	var err error
 	if e.pod, err = decodeObject(in.Raw); err != nil {
 		return nil, err

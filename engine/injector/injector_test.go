@@ -1,6 +1,7 @@
 package injector_test
 
 import (
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
@@ -157,4 +158,31 @@ func TestTemplateErrorsFailClosed(t *testing.T) {
 func setTemplate(b *bundle.Bundle, variant, text string) {
 	templates := b.Data["injector"].(map[string]any)["templates"].(map[string]any)
 	templates[variant] = text
+}
+
+// TestOfflineUser: the command line judges manifests as the user it is told to (--as), so that a
+// variant policy reserves to that user is what `check` and `inject` see too.
+func TestOfflineUser(t *testing.T) {
+	b, err := regoinjector.DefaultBundle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Data["injector"].(map[string]any)["config"].(map[string]any)["privileged_variants"] = map[string]any{"proxy-only": map[string]any{"users": []any{"system:serviceaccount:ci:deployer"}}}
+	p, err := policy.Compile(t.Context(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var obj map[string]any
+	if err := json.Unmarshal(fixture.YAMLToJSON(t, plainPod), &obj); err != nil {
+		t.Fatal(err)
+	}
+	obj["metadata"].(map[string]any)["annotations"] = map[string]any{"rego-injector.io/variant": "proxy-only"}
+	labels := map[string]string{"istio-injection": "enabled"}
+	for user, want := range map[string]string{"": "sidecar", "system:serviceaccount:ci:deployer": "proxy-only"} {
+		inj := fixture.Injector(t, p, labels, injector.WithOfflineUser(user, nil))
+		_, res, ok, err := inj.InjectObject(t.Context(), obj, "default")
+		if err != nil || !ok || res.Decision.Variant != want {
+			t.Errorf("as %q: variant %q (%v), want %q", user, res.Decision.Variant, err, want)
+		}
+	}
 }

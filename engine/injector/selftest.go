@@ -32,7 +32,7 @@ func (rev *revision) selfTest() error {
 	if err != nil {
 		return err
 	}
-	res, err := rev.mutate(ctx, &evaluation{rev: rev, raw: plain.Raw, pod: pod, namespace: ns, input: in})
+	res, err := rev.mutate(ctx, &evaluation{rev: rev, request: plain.Request, raw: plain.Raw, pod: pod, namespace: ns, input: in})
 	if err != nil {
 		return fmt.Errorf("self-test on a plain pod: %w", err)
 	}

@@ -24,6 +24,28 @@ type Decision struct {
 	Deny []string `json:"deny,omitempty"`
 	// RefusedOverrides lists what the pod asked for and policy refused, ignored or denied. Optional.
 	RefusedOverrides []RefusedOverride `json:"refused_overrides,omitempty"`
+	// HonouredOverrides lists the overrides the injected pod got. Optional.
+	HonouredOverrides []HonouredOverride `json:"honoured_overrides,omitempty"`
+}
+
+// HonouredOverride is one pod annotation policy honoured. Reserved says that policy honoured it
+// because of who asked (the subjects that may use it are listed): the engine then records the
+// requester in the pod's status annotation, so that the pod is judged later as it was admitted.
+type HonouredOverride struct {
+	Annotation string `json:"annotation"`
+	Value      string `json:"value"`
+	Reserved   bool   `json:"reserved,omitempty"`
+}
+
+// Reserved lists the annotations of the overrides honoured because of who asked.
+func (d Decision) Reserved() []string {
+	var out []string
+	for _, o := range d.HonouredOverrides {
+		if o.Reserved {
+			out = append(out, o.Annotation)
+		}
+	}
+	return out
 }
 
 // RefusedOverride is one pod annotation policy would not honour.
@@ -103,6 +125,9 @@ func parseDecision(v any) (Decision, error) {
 	if d.RefusedOverrides, err = refusedOverrides(obj); err != nil {
 		return d, err
 	}
+	if d.HonouredOverrides, err = honouredOverrides(obj); err != nil {
+		return d, err
+	}
 	if d.Inject && d.Variant == "" {
 		return d, fmt.Errorf("%s.variant: %w: inject is true but no variant is named", MutateQuery, ErrMalformed)
 	}
@@ -173,6 +198,33 @@ func refusedOverrides(obj map[string]any) ([]RefusedOverride, error) {
 			return nil, err
 		}
 		out = append(out, r)
+	}
+	return out, nil
+}
+
+func honouredOverrides(obj map[string]any) ([]HonouredOverride, error) {
+	raw, err := objectList(obj, "honoured_overrides", MutateQuery)
+	if err != nil {
+		return nil, err
+	}
+	var out []HonouredOverride
+	for i, item := range raw {
+		where := fmt.Sprintf("%s.honoured_overrides[%d]", MutateQuery, i)
+		var h HonouredOverride
+		if h.Annotation, err = stringField(item, "annotation", where); err != nil {
+			return nil, err
+		}
+		if h.Value, err = stringField(item, "value", where); err != nil {
+			return nil, err
+		}
+		if r, present := item["reserved"]; present {
+			b, ok := r.(bool)
+			if !ok {
+				return nil, fmt.Errorf("%s.reserved: %w: want a boolean, got %s", where, ErrMalformed, typeName(r))
+			}
+			h.Reserved = b
+		}
+		out = append(out, h)
 	}
 	return out, nil
 }

@@ -9,8 +9,8 @@ import data.injector.overrides
 # title: Injection decision
 # description: >-
 #   {"inject", "variant", "values", "reasons", "warnings"} for the pod in input, with "code" on a
-#   skip, "refused_overrides" once the pod is selected, and "deny" when a refused override refuses
-#   the pod. Defined for every input, with exactly one value and at least one reason. The checks run
+#   skip, "refused_overrides" and "honoured_overrides" once the pod is selected, and "deny" when a
+#   refused override refuses the pod. Defined for every input, with exactly one value and at least one reason. The checks run
 #   in priority order: the first that skips the pod decides.
 decision := skip(precondition.code, [precondition.reason], []) if {
 	precondition := precondition_skip
@@ -53,6 +53,7 @@ injection := {
 	]),
 	"warnings": array.concat(lib.switch_warnings, overrides.warnings),
 	"refused_overrides": overrides.refused,
+	"honoured_overrides": overrides.honoured,
 }
 
 # A pod that would be injected but asks for an override it may not use, with config

@@ -53,6 +53,7 @@ injected_by_default := {
 	],
 	"warnings": [],
 	"refused_overrides": [],
+	"honoured_overrides": [],
 }
 
 # --- 1. operation ------------------------------------------------------------------------------------
@@ -253,6 +254,7 @@ test_label_opts_in_without_namespace_label if {
 		],
 		"warnings": [],
 		"refused_overrides": [],
+		"honoured_overrides": [],
 	} with input as pod
 }
 

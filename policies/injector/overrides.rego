@@ -73,6 +73,35 @@ applied := [{
 ]
 
 # METADATA
+# title: Honoured overrides
+# description: >-
+#   {"annotation", "value", "reserved"} for each override honoured: the variant request first,
+#   then the others in annotation key order. reserved is true when config lists the subjects that
+#   may use the override, so that who asked decided; the engine then records the requester in the
+#   status annotation, and audit judges the pod as that requester. The decision returns them as
+#   honoured_overrides.
+honoured := array.concat(honoured_variant, [{"annotation": override.annotation, "value": text(override.value), "reserved": reserved(override.entry.override)} |
+	some override in judged
+	override.refusal == ""
+])
+
+honoured_variant := [{"annotation": request.key, "value": text(request.value), "reserved": reserved_variant(request.value)}] if {
+	request := requested_variant
+	not variant_refusal
+} else := []
+
+# Whether override name is reserved to the subjects config lists for it.
+reserved(name) if {
+	lib.override_subjects_set(name)
+	not lib.subjects_unrestricted(data.injector.config.overrides[name].subjects)
+} else := false
+
+# A privileged variant is always reserved; another is as overrides.variant says.
+reserved_variant(name) if {
+	privileged_variant(name)
+} else := reserved("variant")
+
+# METADATA
 # title: Refused overrides
 # description: >-
 #   {"annotation", "value", "reason"} for each override refused: the variant request first, then

@@ -575,3 +575,29 @@ test_decision_is_defined_with_bad_override_config if {
 		count(d.reasons) > 0
 	}
 }
+
+# --- honoured overrides --------------------------------------------------------------------------
+
+test_honoured_overrides_say_whether_they_were_reserved if {
+	open := decide(image)
+	open.honoured_overrides == [{"annotation": "sidecar.istio.io/proxyImage", "value": image["sidecar.istio.io/proxyImage"], "reserved": false}]
+	unrestricted := decide(image) with data.injector.config.overrides.proxy_image.subjects as {"users": []}
+	unrestricted.honoured_overrides[0].reserved == false
+	listed := decide(image) with data.injector.config.overrides.proxy_image.subjects as {"groups": ["dev"]}
+	listed.honoured_overrides == [{"annotation": "sidecar.istio.io/proxyImage", "value": image["sidecar.istio.io/proxyImage"], "reserved": true}]
+}
+
+test_refused_overrides_are_not_honoured if {
+	d := decide(image) with data.injector.config.overrides.proxy_image.subjects as {"users": ["bob"]}
+	d.honoured_overrides == []
+	count(d.refused_overrides) == 1
+}
+
+test_honoured_variants if {
+	privileged := decide(gateway) with data.injector.config.privileged_variants as {"gateway": {"groups": ["dev"]}}
+	privileged.honoured_overrides == [{"annotation": "rego-injector.io/variant", "value": "gateway", "reserved": true}]
+	requestable := decide({"rego-injector.io/variant": "native"})
+	requestable.honoured_overrides == [{"annotation": "rego-injector.io/variant", "value": "native", "reserved": false}]
+	refused := decide(gateway)
+	refused.honoured_overrides == []
+}
