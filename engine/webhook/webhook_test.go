@@ -158,3 +158,31 @@ warn := set()
 		t.Errorf("policy_violations_total{mode=dryrun} = %v, want 1", got)
 	}
 }
+
+// TestEphemeralContainersAreValidated: the validating webhook judges an update of the
+// pods/ephemeralcontainers subresource (kubectl debug), and policy denies a debug container that
+// runs as the proxy's UID; other subresources are let through unjudged.
+func TestEphemeralContainersAreValidated(t *testing.T) {
+	w := webhook.New(fixture.Injector(t, fixture.Policy(t, ""), map[string]string{"istio-injection": "enabled"}))
+	res, err := fixture.Injector(t, fixture.Policy(t, ""), map[string]string{"istio-injection": "enabled"}).
+		Inject(t.Context(), fixture.Admission(fixture.YAMLToJSON(t, "testdata/golden/enabled-namespace/pod.yaml"), "default", ""))
+	if err != nil || res.Pod == nil {
+		t.Fatalf("setup: %v", err)
+	}
+	running := fixture.JSON(t, res.Pod)
+	debugged := res.Pod
+	debugged["spec"].(map[string]any)["ephemeralContainers"] = []any{map[string]any{
+		"name": "debugger", "image": "busybox:1.36", "securityContext": map[string]any{"runAsUser": 1337},
+	}}
+	req := fixture.Admission(fixture.JSON(t, debugged), "default", "UPDATE").Request
+	req.OldObject.Raw = running
+	req.SubResource = "ephemeralcontainers"
+	req.Resource.Resource = "pods"
+	if resp := w.Validating().Handle(t.Context(), req); resp.Allowed || !strings.Contains(resp.Result.Message, `ephemeral container "debugger"`) {
+		t.Fatalf("a debug container running as the proxy's UID was allowed: %+v", resp.Result)
+	}
+	req.SubResource = "status"
+	if resp := w.Validating().Handle(t.Context(), req); !resp.Allowed {
+		t.Fatalf("a status update was judged: %+v", resp.Result)
+	}
+}

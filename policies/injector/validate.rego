@@ -1,6 +1,7 @@
 # The validating policy: checks that pods that must have the sidecar have it, that no container would
-# slip past it, and that opt-ins, opt-outs and injections look right. It looks only at pods being
-# created: the containers of an existing pod cannot change.
+# slip past it, and that opt-ins, opt-outs and injections look right. It looks at pods being
+# created, and at the ephemeral containers `kubectl debug` adds to a running pod (the only
+# containers of an existing pod that can change).
 #
 # Every rule runs in an enforcement mode (Gatekeeper's vocabulary): "deny" refuses the pod, "warn"
 # returns the message as a warning, "dryrun" only records it. The mode comes from config enforcement
@@ -35,6 +36,20 @@ violations contains violation("proxy_uid", msg) if {
 	run_as_user(container) == lib.proxy_uid
 	msg := sprintf(
 		"container %q of %s runs as UID %v, the sidecar's own UID: the sidecar lets that UID's traffic through untouched, so the container would bypass it; set another securityContext.runAsUser",
+		[object.get(container, "name", ""), lib.pod_description, lib.proxy_uid],
+	)
+}
+
+# proxy_uid, for an ephemeral container added to a running injected pod (kubectl debug --profile
+# or a hand-made securityContext): the same bypass.
+violations contains violation("proxy_uid", msg) if {
+	lib.is_pod
+	lib.adding_ephemeral_containers
+	lib.has_proxy
+	some container in lib.new_ephemeral_containers
+	run_as_user(container) == lib.proxy_uid
+	msg := sprintf(
+		"ephemeral container %q added to %s runs as UID %v, the sidecar's own UID: the sidecar lets that UID's traffic through untouched, so the container would bypass it; set another securityContext.runAsUser",
 		[object.get(container, "name", ""), lib.pod_description, lib.proxy_uid],
 	)
 }

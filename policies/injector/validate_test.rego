@@ -368,3 +368,39 @@ test_verdict_is_always_defined if {
 		is_set(validate.violations) with input as pod
 	}
 }
+
+# --- ephemeral containers (kubectl debug) ------------------------------------------------------------
+
+debugger := {"name": "debugger-x7k2", "image": "busybox:1.36"}
+
+# A running pod getting ephemeral containers: the pods/ephemeralcontainers subresource is updated
+# with the whole pod, old and new.
+adding_ephemeral(spec, old_ephemeral, new_ephemeral) := object.union(pod_input({}, {}, object.union(spec, {"ephemeralContainers": new_ephemeral})), {
+	"request": {"kind": {"group": "", "version": "v1", "kind": "Pod"}, "namespace": "team-a", "operation": "UPDATE", "subResource": "ephemeralcontainers"},
+	"oldObject": {"apiVersion": "v1", "kind": "Pod", "spec": object.union(spec, {"ephemeralContainers": old_ephemeral})},
+})
+
+test_ephemeral_container_as_proxy_uid_is_denied if {
+	pod := adding_ephemeral(injected, [], [as_uid(debugger, 1337)])
+	verdict(pod).deny == {`ephemeral container "debugger-x7k2" added to pod "web-1" runs as UID 1337, the sidecar's own UID: the sidecar lets that UID's traffic through untouched, so the container would bypass it; set another securityContext.runAsUser`}
+	validate.violations == {{"rule": "proxy_uid", "mode": "deny", "message": verdict(pod).deny[_]}} with input as pod
+}
+
+test_ephemeral_container_inherits_the_pods_uid if {
+	spec := object.union(injected, {"securityContext": {"runAsUser": 1337}})
+	pod := adding_ephemeral(spec, [], [debugger])
+	count(verdict(pod).deny) == 1
+}
+
+test_ephemeral_containers_allowed if {
+	# another UID; a pod without the sidecar; an ephemeral container that was already there
+	verdict(adding_ephemeral(injected, [], [as_uid(debugger, 0)])) == allowed
+	verdict(adding_ephemeral({"containers": [app]}, [], [as_uid(debugger, 1337)])) == allowed
+	verdict(adding_ephemeral(injected, [as_uid(debugger, 1337)], [as_uid(debugger, 1337), {"name": "second"}])) == allowed
+}
+
+test_ephemeral_container_rules_only_on_the_subresource if {
+	# a pod created with ephemeral containers (not possible through the API) is judged as created
+	pod := pod_input({}, {}, object.union(injected, {"ephemeralContainers": [as_uid(debugger, 1337)]}))
+	verdict(pod) == allowed
+}

@@ -372,3 +372,36 @@ func TestOverrideRefused(t *testing.T) {
 		t.Errorf("event %s: %q", ev.Type, ev.Message)
 	}
 }
+
+// Scenario 4b: `kubectl debug` adds an ephemeral container to a running injected pod through the
+// pods/ephemeralcontainers subresource; one that runs as the proxy's UID is denied by policy, one
+// that does not is added.
+func TestEphemeralContainersValidated(t *testing.T) {
+	e := need(t)
+	namespace(t, "s4-debug", map[string]string{"istio-injection": "enabled"})
+	if _, _, err := e.cluster.kubectl(t.Context(), fmt.Sprintf(podYAML, "web", "web", "", "nginx"), "apply", "-n", "s4-debug", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	pods := e.cluster.client.CoreV1().Pods("s4-debug")
+	debug := func(name string, uid int64) error {
+		pod := getPod(t, "s4-debug", "web")
+		pod.Spec.EphemeralContainers = append(pod.Spec.EphemeralContainers, corev1.EphemeralContainer{
+			EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+				Name: name, Image: "busybox:1.36", TerminationMessagePolicy: corev1.TerminationMessageReadFile, ImagePullPolicy: corev1.PullIfNotPresent,
+				SecurityContext: &corev1.SecurityContext{RunAsUser: &uid},
+			},
+		})
+		_, err := pods.UpdateEphemeralContainers(t.Context(), "web", pod, metav1.UpdateOptions{})
+		return err
+	}
+	err := debug("debugger-as-proxy", 1337)
+	if err == nil || !strings.Contains(err.Error(), `rego-injector.io" denied the request`) || !strings.Contains(err.Error(), `ephemeral container "debugger-as-proxy"`) {
+		t.Fatalf("want a denial from our validating webhook naming the ephemeral container: %v", err)
+	}
+	if err := debug("debugger", 1000); err != nil {
+		t.Fatalf("an ephemeral container with another UID was refused: %v", err)
+	}
+	if pod := getPod(t, "s4-debug", "web"); len(pod.Spec.EphemeralContainers) != 1 || pod.Spec.EphemeralContainers[0].Name != "debugger" {
+		t.Fatalf("ephemeral containers %v, want only debugger", pod.Spec.EphemeralContainers)
+	}
+}

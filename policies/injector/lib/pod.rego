@@ -18,6 +18,20 @@ creating if input.request.operation == "CREATE"
 
 is_pod if input.object.kind == "Pod"
 
+# An update of the pods/ephemeralcontainers subresource: `kubectl debug` adding a container to a
+# running pod. The object is the whole pod, the new ephemeral containers included.
+adding_ephemeral_containers if {
+	input.request.subResource == "ephemeralcontainers"
+	input.request.operation == "UPDATE"
+}
+
+# The ephemeral containers the request adds: those of the object that the old object lacks (by name).
+new_ephemeral_containers := [c |
+	some c in input.object.spec.ephemeralContainers
+	is_object(c)
+	not c.name in {name | some old in input.oldObject.spec.ephemeralContainers; name := old.name}
+]
+
 is_pod if input.request.kind.kind == "Pod"
 
 # Revision of the bundle deciding this request.
