@@ -82,8 +82,12 @@ func (i *Injector) Activate(p *policy.Policy) error {
 		return fmt.Errorf("activate revision %q: %w", p.Revision(), err)
 	}
 	rev := &revision{policy: p, templates: set}
-	if err := rev.selfTest(); err != nil {
+	untested, err := rev.selfTest()
+	if err != nil {
 		return fmt.Errorf("activate revision %q: %w", p.Revision(), err)
+	}
+	for _, why := range untested {
+		i.log.Warn("variant not self-tested", "revision", p.Revision(), "why", why)
 	}
 	if p.Pure() {
 		rev.memo = newMemo(i.memoSize, i.metrics)
@@ -199,7 +203,12 @@ func (rev *revision) mutate(ctx context.Context, e *evaluation) (Result, error) 
 	if !res.Decision.Inject {
 		return res, nil
 	}
+	return rev.inject(e, res)
+}
 
+// inject renders the variant res.Decision names with its values, merges it into a copy of the pod
+// and diffs the result against the raw pod.
+func (rev *revision) inject(e *evaluation, res Result) (Result, error) {
 	mutated := inject.Writable(e.pod)
 	stripped, err := inject.Strip(mutated)
 	if err != nil {

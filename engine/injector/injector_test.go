@@ -1,7 +1,10 @@
 package injector_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
@@ -103,25 +106,50 @@ func TestBrokenTemplatesRefusedAtActivation(t *testing.T) {
 		"typo":           "spec:\n  containers:\n  - name: x\n    imagee: y\n",
 		"bad values":     "spec:\n  containers:\n  - name: x\n    image: y\n    resources: {requests: {cpu: lots}}\n",
 	} {
-		t.Run(name, func(t *testing.T) {
-			inj := fixture.Injector(t, fixture.Policy(t, ""), nil)
-			b, err := regoinjector.DefaultBundle()
-			if err != nil {
-				t.Fatal(err)
-			}
-			b.Manifest.Revision = "broken"
-			setTemplate(b, "sidecar", text)
-			p, err := policy.Compile(t.Context(), b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := inj.Activate(p); err == nil || !strings.Contains(err.Error(), "self-test") {
-				t.Fatalf("activated, or refused for another reason: %v", err)
-			}
-			if inj.Revision() != "default-1" {
-				t.Fatalf("revision %q after a refused activation", inj.Revision())
-			}
-		})
+		// sidecar is what a plain pod gets; native and proxy-only what a pod that asks gets; custom
+		// no pod gets (policy does not know it), so it is rendered with a plain pod's values.
+		for _, variant := range []string{"sidecar", "native", "proxy-only", "custom"} {
+			t.Run(name+"/"+variant, func(t *testing.T) {
+				inj := fixture.Injector(t, fixture.Policy(t, ""), nil)
+				b, err := regoinjector.DefaultBundle()
+				if err != nil {
+					t.Fatal(err)
+				}
+				b.Manifest.Revision = "broken"
+				setTemplate(b, variant, text)
+				p, err := policy.Compile(t.Context(), b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := inj.Activate(p); err == nil || !strings.Contains(err.Error(), "self-test") || !strings.Contains(err.Error(), variant) && variant != "sidecar" {
+					t.Fatalf("activated, or refused for another reason: %v", err)
+				}
+				if inj.Revision() != "default-1" {
+					t.Fatalf("revision %q after a refused activation", inj.Revision())
+				}
+			})
+		}
+	}
+}
+
+// TestSelfTestSaysWhatItCannotRender: a bundle whose policy injects no self-test pod is activated,
+// and each variant is logged as not self-tested, with why.
+func TestSelfTestSaysWhatItCannotRender(t *testing.T) {
+	b, err := regoinjector.DefaultBundle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Data["injector"].(map[string]any)["config"].(map[string]any)["policy"] = "disabled"
+	p, err := policy.Compile(t.Context(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	fixture.Injector(t, p, nil, injector.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	for _, variant := range p.Variants() {
+		if !strings.Contains(logs.String(), fmt.Sprintf(`variant \"%s\": policy injects neither`, variant)) {
+			t.Errorf("no warning that variant %s was not self-tested:\n%s", variant, logs.String())
+		}
 	}
 }
 

@@ -9,35 +9,86 @@ import (
 )
 
 // selfTestPod is a plain pod in a namespace labelled for injection by both labels the default
-// policies know.
-var selfTestPod = []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"self-test","namespace":"self-test","labels":{"app":"self-test"}},` +
-	`"spec":{"containers":[{"name":"app","image":"example.com/app:1","ports":[{"containerPort":8080}]}]}}`)
+// policies know; variant, when set, is asked for with the default policies' variant annotation.
+func selfTestPod(variant string) map[string]any {
+	meta := map[string]any{"name": "self-test", "namespace": "self-test", "labels": map[string]any{"app": "self-test"}}
+	if variant != "" {
+		meta["annotations"] = map[string]any{"rego-injector.io/variant": variant}
+	}
+	return map[string]any{
+		"apiVersion": "v1", "kind": "Pod", "metadata": meta,
+		"spec": map[string]any{"containers": []any{map[string]any{
+			"name": "app", "image": "example.com/app:1", "ports": []any{map[string]any{"containerPort": 8080}},
+		}}},
+	}
+}
 
-// selfTest runs a revision on a plain pod before it may serve: the decision must be well formed,
-// and if it injects, the chosen variant must render with the decision's values, merge, and give a
-// patch. This refuses a bundle whose templates or values are broken before any pod meets them.
-func (rev *revision) selfTest() error {
+// selfTestNamespace is where the self-test pods are created.
+var selfTestNamespace = cluster.Namespace{
+	Name:        "self-test",
+	Labels:      map[string]string{"istio-injection": "enabled", "rego-injector.io/inject": "enabled"},
+	Annotations: map[string]string{},
+}
+
+// selfTest runs a revision before it may serve. The decision on a plain pod must be well formed,
+// and if it injects, its variant must render with the decision's values, merge, and give a patch.
+// Then every variant the bundle declares must do the same: with the values policy gives a pod that
+// asks for it (the variant annotation of the default policies), else, when policy does not pick
+// it for that pod (a privileged variant, another annotation), with the plain pod's values. This
+// refuses a bundle whose templates or values are broken before any pod meets them. It returns, per
+// variant it could not render at all, why.
+func (rev *revision) selfTest() (untested []string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ns := cluster.Namespace{Name: "self-test", Labels: map[string]string{"istio-injection": "enabled", "rego-injector.io/inject": "enabled"}, Annotations: map[string]string{}}
-	pod, err := decodeObject(selfTestPod)
+	plain, err := rev.selfTestEvaluation("")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	plain, err := Offline(pod, ns.Name, nil)
+	res, err := rev.mutate(ctx, plain)
 	if err != nil {
-		return err
-	}
-	in, err := input(plain.Request, pod, nil, ns, nil, rev.policy.Revision(), "")
-	if err != nil {
-		return err
-	}
-	res, err := rev.mutate(ctx, &evaluation{rev: rev, request: plain.Request, raw: plain.Raw, pod: pod, namespace: ns, input: in})
-	if err != nil {
-		return fmt.Errorf("self-test on a plain pod: %w", err)
+		return nil, fmt.Errorf("self-test on a plain pod: %w", err)
 	}
 	if res.Decision.Inject && res.Patch == nil {
-		return fmt.Errorf("self-test on a plain pod: variant %q injected nothing", res.Decision.Variant)
+		return nil, fmt.Errorf("self-test on a plain pod: variant %q injected nothing", res.Decision.Variant)
 	}
-	return nil
+	for _, variant := range rev.policy.Variants() {
+		e, err := rev.selfTestEvaluation(variant)
+		if err != nil {
+			return nil, err
+		}
+		asked, err := rev.mutate(ctx, e)
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("self-test of variant %q on a pod that asks for it: %w", variant, err)
+		case asked.Decision.Inject && asked.Decision.Variant == variant:
+		case res.Decision.Inject:
+			// Policy does not give this pod the variant: render it with the plain pod's values.
+			asked.Decision = res.Decision
+			asked.Decision.Variant = variant
+			if asked, err = rev.inject(e, asked); err != nil {
+				return nil, fmt.Errorf("self-test of variant %q with the values of a plain pod: %w", variant, err)
+			}
+		default:
+			untested = append(untested, fmt.Sprintf("variant %q: policy injects neither a plain pod nor one that asks for it, so there are no values to render it with", variant))
+			continue
+		}
+		if asked.Patch == nil {
+			return nil, fmt.Errorf("self-test of variant %q: it injected nothing", variant)
+		}
+	}
+	return untested, nil
+}
+
+// selfTestEvaluation is the evaluation of the self-test pod asking for variant ("" for none).
+func (rev *revision) selfTestEvaluation(variant string) (*evaluation, error) {
+	pod := selfTestPod(variant)
+	a, err := Offline(pod, selfTestNamespace.Name, nil)
+	if err != nil {
+		return nil, err
+	}
+	in, err := input(a.Request, pod, nil, selfTestNamespace, nil, rev.policy.Revision(), "")
+	if err != nil {
+		return nil, err
+	}
+	return &evaluation{rev: rev, request: a.Request, raw: a.Raw, pod: pod, namespace: selfTestNamespace, input: in}, nil
 }
