@@ -2,8 +2,10 @@ package policy_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -48,24 +50,34 @@ func TestDecisionShapes(t *testing.T) {
 		rule    string
 		wantErr error
 		want    string
+		// decision is what a valid rule must parse into, field by field.
+		decision policy.Decision
 	}{
-		"inject":               {`decision := {"inject": true, "variant": "sidecar", "values": {"a": 1}, "reasons": ["r"]}`, nil, ""},
-		"skip":                 {`decision := {"inject": false, "reasons": ["r"], "warnings": ["w"]}`, nil, ""},
-		"undefined":            {`decision := 1 if false`, policy.ErrUndefined, "is undefined"},
-		"not an object":        {`decision := "yes"`, policy.ErrMalformed, "want an object, got a string"},
-		"inject not bool":      {`decision := {"inject": "true", "reasons": ["r"]}`, policy.ErrMalformed, ".inject"},
-		"no reasons":           {`decision := {"inject": false, "reasons": []}`, policy.ErrMalformed, "at least one reason"},
-		"reasons not strings":  {`decision := {"inject": false, "reasons": [1]}`, policy.ErrMalformed, "reasons[0]"},
-		"variant missing":      {`decision := {"inject": true, "reasons": ["r"]}`, policy.ErrMalformed, "no variant"},
-		"variant not a string": {`decision := {"inject": true, "variant": 3, "reasons": ["r"]}`, policy.ErrMalformed, ".variant"},
-		"values not an object": {`decision := {"inject": true, "variant": "sidecar", "values": [], "reasons": ["r"]}`, policy.ErrMalformed, ".values"},
-		"deny":                 {`decision := {"inject": false, "code": "override_refused", "reasons": ["r"], "deny": ["no"], "refused_overrides": [{"annotation": "a", "value": "v", "reason": "not yours"}]}`, nil, ""},
-		"inject and deny":      {`decision := {"inject": true, "variant": "sidecar", "reasons": ["r"], "deny": ["no"]}`, policy.ErrMalformed, "both inject and deny"},
-		"deny not strings":     {`decision := {"inject": false, "reasons": ["r"], "deny": [{}]}`, policy.ErrMalformed, ".deny[0]"},
-		"refusal not a list":   {`decision := {"inject": false, "reasons": ["r"], "refused_overrides": {}}`, policy.ErrMalformed, "want a list of objects"},
-		"refusal not object":   {`decision := {"inject": false, "reasons": ["r"], "refused_overrides": ["a"]}`, policy.ErrMalformed, "refused_overrides[0]"},
-		"refusal no reason":    {`decision := {"inject": false, "reasons": ["r"], "refused_overrides": [{"annotation": "a", "value": "v"}]}`, policy.ErrMalformed, "refused_overrides[0].reason"},
-		"conflict":             {"decision := {\"inject\": false, \"reasons\": [\"a\"]} if input.object\n\ndecision := {\"inject\": false, \"reasons\": [\"b\"]} if input.object.metadata", nil, "conflict"},
+		"inject": {rule: `decision := {"inject": true, "variant": "sidecar", "values": {"a": 1}, "reasons": ["r"]}`,
+			decision: policy.Decision{Inject: true, Variant: "sidecar", Values: map[string]any{"a": json.Number("1")}, Reasons: []string{"r"}}},
+		"skip": {rule: `decision := {"inject": false, "code": "opted_out", "reasons": ["r", "s"], "warnings": ["w"]}`,
+			decision: policy.Decision{Code: "opted_out", Values: map[string]any{}, Reasons: []string{"r", "s"}, Warnings: []string{"w"}}},
+		"undefined":            {rule: `decision := 1 if false`, wantErr: policy.ErrUndefined, want: "is undefined"},
+		"not an object":        {rule: `decision := "yes"`, wantErr: policy.ErrMalformed, want: "want an object, got a string"},
+		"inject not bool":      {rule: `decision := {"inject": "true", "reasons": ["r"]}`, wantErr: policy.ErrMalformed, want: ".inject"},
+		"no reasons":           {rule: `decision := {"inject": false, "reasons": []}`, wantErr: policy.ErrMalformed, want: "at least one reason"},
+		"reasons not strings":  {rule: `decision := {"inject": false, "reasons": [1]}`, wantErr: policy.ErrMalformed, want: "reasons[0]"},
+		"variant missing":      {rule: `decision := {"inject": true, "reasons": ["r"]}`, wantErr: policy.ErrMalformed, want: "no variant"},
+		"variant not a string": {rule: `decision := {"inject": true, "variant": 3, "reasons": ["r"]}`, wantErr: policy.ErrMalformed, want: ".variant"},
+		"values not an object": {rule: `decision := {"inject": true, "variant": "sidecar", "values": [], "reasons": ["r"]}`, wantErr: policy.ErrMalformed, want: ".values"},
+		"deny": {rule: `decision := {"inject": false, "code": "override_refused", "reasons": ["r"], "deny": ["no"], "refused_overrides": [{"annotation": "a", "value": "v", "reason": "not yours"}]}`,
+			decision: policy.Decision{Code: "override_refused", Values: map[string]any{}, Reasons: []string{"r"}, Deny: []string{"no"},
+				RefusedOverrides: []policy.RefusedOverride{{Annotation: "a", Value: "v", Reason: "not yours"}}}},
+		"honoured": {rule: `decision := {"inject": true, "variant": "v", "reasons": ["r"], "honoured_overrides": [{"annotation": "a", "value": "1", "reserved": true}, {"annotation": "b", "value": "2"}]}`,
+			decision: policy.Decision{Inject: true, Variant: "v", Values: map[string]any{}, Reasons: []string{"r"},
+				HonouredOverrides: []policy.HonouredOverride{{Annotation: "a", Value: "1", Reserved: true}, {Annotation: "b", Value: "2"}}}},
+		"inject and deny":       {rule: `decision := {"inject": true, "variant": "sidecar", "reasons": ["r"], "deny": ["no"]}`, wantErr: policy.ErrMalformed, want: "both inject and deny"},
+		"deny not strings":      {rule: `decision := {"inject": false, "reasons": ["r"], "deny": [{}]}`, wantErr: policy.ErrMalformed, want: ".deny[0]"},
+		"refusal not a list":    {rule: `decision := {"inject": false, "reasons": ["r"], "refused_overrides": {}}`, wantErr: policy.ErrMalformed, want: "want a list of objects"},
+		"refusal not object":    {rule: `decision := {"inject": false, "reasons": ["r"], "refused_overrides": ["a"]}`, wantErr: policy.ErrMalformed, want: "refused_overrides[0]"},
+		"refusal no reason":     {rule: `decision := {"inject": false, "reasons": ["r"], "refused_overrides": [{"annotation": "a", "value": "v"}]}`, wantErr: policy.ErrMalformed, want: "refused_overrides[0].reason"},
+		"honoured not reserved": {rule: `decision := {"inject": false, "reasons": ["r"], "honoured_overrides": [{"annotation": "a", "value": "v", "reserved": "yes"}]}`, wantErr: policy.ErrMalformed, want: "honoured_overrides[0].reserved"},
+		"conflict":              {rule: "decision := {\"inject\": false, \"reasons\": [\"a\"]} if input.object\n\ndecision := {\"inject\": false, \"reasons\": [\"b\"]} if input.object.metadata", want: "conflict"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			d, err := decide(t, tc.rule)
@@ -76,8 +88,8 @@ func TestDecisionShapes(t *testing.T) {
 				t.Fatalf("error %v, want one containing %q", err, tc.want)
 			case tc.wantErr != nil && !errors.Is(err, tc.wantErr):
 				t.Fatalf("error %v is not %v", err, tc.wantErr)
-			case err == nil && len(d.Reasons) == 0:
-				t.Fatal("a valid decision lost its reasons")
+			case err == nil && !reflect.DeepEqual(d, tc.decision):
+				t.Fatalf("decision\n%#v\nwant\n%#v", d, tc.decision)
 			}
 		})
 	}

@@ -69,22 +69,34 @@ spec:
 }
 
 func TestRenderErrors(t *testing.T) {
-	for name, tmpl := range map[string]string{
-		"missing key":       "spec:\n  containers:\n  - name: {{ .Values.nope }}\n",
-		"not hermetic":      `{{ env "HOME" }}`,
-		"unknown field":     "spec:\n  containers:\n  - name: x\n    imag: y\n",
-		"forbidden section": "status:\n  phase: Running\n",
-		"forbidden field":   "spec:\n  serviceAccountName: root\n",
-		"duplicate key":     "spec:\n  containers: []\n  containers: []\n",
-		"panic":             "{{ div 1 0 }}",
+	for name, tc := range map[string]struct {
+		tmpl string
+		// atParse says the template is refused by Parse, else by Render with ErrTemplate; want is
+		// a part of the error message.
+		atParse bool
+		want    string
+	}{
+		"missing key":       {tmpl: "spec:\n  containers:\n  - name: {{ .Values.nope }}\n", want: `map has no entry for key "nope"`},
+		"not hermetic":      {tmpl: `{{ env "HOME" }}`, atParse: true, want: `function "env" not defined`},
+		"unknown field":     {tmpl: "spec:\n  containers:\n  - name: x\n    imag: y\n", want: "imag"},
+		"forbidden section": {tmpl: "status:\n  phase: Running\n", want: "status"},
+		"forbidden field":   {tmpl: "spec:\n  serviceAccountName: root\n", want: "serviceAccountName"},
+		"duplicate key":     {tmpl: "spec:\n  containers: []\n  containers: []\n", want: "containers"},
+		"panic":             {tmpl: "{{ div 1 0 }}", want: "div"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			set, err := render.Parse(map[string]string{"v": tmpl})
-			if err != nil {
-				return // refused at parse time: good
+			set, err := render.Parse(map[string]string{"v": tc.tmpl})
+			if tc.atParse {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("parse error %v, want one containing %q", err, tc.want)
+				}
+				return
 			}
-			if _, err := set.Render("v", data()); err == nil || !errors.Is(err, render.ErrTemplate) {
-				t.Fatalf("error %v, want a template error", err)
+			if err != nil {
+				t.Fatalf("refused at parse time, not by Render: %v", err)
+			}
+			if _, err := set.Render("v", data()); !errors.Is(err, render.ErrTemplate) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want a template error containing %q", err, tc.want)
 			}
 		})
 	}
