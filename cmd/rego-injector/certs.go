@@ -26,12 +26,16 @@ func certsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&o.Validity, "validity", 365*24*time.Hour, "validity of a new serving certificate (the CA gets ten times as long)")
 	fs.DurationVar(&o.RenewBefore, "renew-before", 30*24*time.Hour, "renew the serving certificate when it expires within this margin")
 	fs.BoolVar(&o.Renew, "renew", false, "issue a new serving certificate now (the CA is kept)")
+	fs.BoolVar(&o.RotateCA, "rotate-ca", false, "stage a new CA now: it joins the caBundle at once and signs the serving certificate from --ca-lead later, at the first run after that")
+	fs.DurationVar(&o.CALead, "ca-lead", certs.DefaultCALead, "how long a new CA is in the caBundle before it signs the serving certificate")
+	hosts := fs.String("hosts", "", "further comma-separated names or IP addresses the serving certificate covers")
 	kubeconfig := fs.String("kubeconfig", "", "install into this cluster (absent: in-cluster config when running in a pod)")
 	output := fs.String("secret-file", "", "write the Secret as YAML to this file (- for standard output) instead of installing it; the caBundle goes to standard error")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
 	o.WebhookConfigurations = splitList(*webhooks)
+	o.ExtraHosts = splitList(*hosts)
 	if *output != "" {
 		return writeSecret(o, *output, stdout, stderr)
 	}
@@ -46,8 +50,14 @@ func certsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if res.StagedCA {
+		fmt.Fprintf(stdout, "secret %s/%s: new CA in the caBundle; it signs the serving certificate at the first run from %s on\n", o.Namespace, o.Secret, res.NextCAFrom.Local().Format(time.RFC3339))
+	}
 	if res.NewCA {
-		fmt.Fprintf(stdout, "secret %s/%s: new CA (none was readable, or it was about to expire); pods are refused until every replica serves the new certificate\n", o.Namespace, o.Secret)
+		fmt.Fprintf(stdout, "secret %s/%s: new CA signs the serving certificate\n", o.Namespace, o.Secret)
+	}
+	if !res.PreviousCAUntil.IsZero() {
+		fmt.Fprintf(stdout, "secret %s/%s: the previous CA stays in the caBundle until %s\n", o.Namespace, o.Secret, res.PreviousCAUntil.Local().Format(time.RFC3339))
 	}
 	if res.Issued {
 		fmt.Fprintf(stdout, "secret %s/%s: new serving certificate for %s\n", o.Namespace, o.Secret, strings.Join(certs.ServiceHosts(o.Service, o.Namespace), ", "))
@@ -71,7 +81,7 @@ func writeSecret(o certs.Options, path string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
-	secret, ca, _, err := certs.Build(o, existing)
+	secret, _, err := certs.Build(o, existing)
 	if err != nil {
 		return err
 	}
@@ -87,6 +97,6 @@ func writeSecret(o certs.Options, path string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "caBundle: %s\n", base64.StdEncoding.EncodeToString(ca.CertPEM))
+	fmt.Fprintf(stderr, "caBundle: %s\n", base64.StdEncoding.EncodeToString(certs.Bundle(secret)))
 	return nil
 }

@@ -142,12 +142,17 @@ func (a *Authority) Issue(hosts []string, validity time.Duration) (*Serving, err
 // Usable reports whether the serving certificate in certPEM was signed by a, covers every host, and
 // stays valid for at least margin more.
 func (a *Authority) Usable(certPEM []byte, hosts []string, margin time.Duration) bool {
+	return usable(a.Cert, certPEM, hosts, time.Now().Add(margin))
+}
+
+// usable is Usable for a CA certificate, whose key is not needed: still valid at until.
+func usable(ca *x509.Certificate, certPEM []byte, hosts []string, until time.Time) bool {
 	block, _ := pem.Decode(certPEM)
 	if block == nil {
 		return false
 	}
 	cert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil || cert.CheckSignatureFrom(a.Cert) != nil || time.Now().Add(margin).After(cert.NotAfter) {
+	if err != nil || cert.CheckSignatureFrom(ca) != nil || until.After(cert.NotAfter) {
 		return false
 	}
 	for _, h := range hosts {

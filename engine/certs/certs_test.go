@@ -17,7 +17,7 @@ func opts() certs.Options {
 }
 
 func TestBuildReusesRenewsAndReplaces(t *testing.T) {
-	first, ca, issued, err := certs.Build(opts(), nil)
+	first, issued, err := certs.Build(opts(), nil)
 	if err != nil || !issued {
 		t.Fatalf("first build: issued %v, %v", issued, err)
 	}
@@ -27,36 +27,37 @@ func TestBuildReusesRenewsAndReplaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(ca.Cert)
+	pool.AppendCertsFromPEM(first.Data[certs.KeyCACert])
 	for _, host := range certs.ServiceHosts("rego-injector", "ns") {
 		if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: host}); err != nil {
 			t.Errorf("%s: %v", host, err)
 		}
 	}
 
-	again, _, issued, err := certs.Build(opts(), first)
+	again, issued, err := certs.Build(opts(), first)
 	if err != nil || issued || !bytes.Equal(again.Data[certs.KeyCert], first.Data[certs.KeyCert]) {
 		t.Fatalf("a good certificate was not kept: issued %v, %v", issued, err)
 	}
 
 	o := opts()
 	o.Renew = true
-	renewed, ca2, issued, err := certs.Build(o, first)
-	if err != nil || !issued || bytes.Equal(renewed.Data[certs.KeyCert], first.Data[certs.KeyCert]) || !bytes.Equal(ca2.CertPEM, ca.CertPEM) {
+	renewed, issued, err := certs.Build(o, first)
+	if err != nil || !issued || bytes.Equal(renewed.Data[certs.KeyCert], first.Data[certs.KeyCert]) || !bytes.Equal(renewed.Data[certs.KeyCACert], first.Data[certs.KeyCACert]) {
 		t.Fatalf("--renew must issue a new certificate under the same CA: %v", err)
 	}
 
 	o = opts()
 	o.ExtraHosts = []string{"127.0.0.1"}
-	if _, _, issued, _ := certs.Build(o, first); !issued {
+	if _, issued, _ := certs.Build(o, first); !issued {
 		t.Error("a certificate that does not cover a new host was kept")
 	}
 
 	broken := first.DeepCopy()
 	broken.Data[certs.KeyCAKey] = []byte("not a key")
-	replaced, ca3, issued, err := certs.Build(opts(), broken)
-	if err != nil || !issued || bytes.Equal(ca3.CertPEM, ca.CertPEM) || replaced.Type != corev1.SecretTypeTLS {
-		t.Fatalf("an unreadable CA must be replaced: %v", err)
+	broken.Data[certs.KeyCert] = nil
+	replaced, issued, err := certs.Build(opts(), broken)
+	if err != nil || !issued || bytes.Equal(replaced.Data[certs.KeyCACert], first.Data[certs.KeyCACert]) || replaced.Type != corev1.SecretTypeTLS {
+		t.Fatalf("an unreadable CA with nothing to serve must be replaced at once: %v", err)
 	}
 }
 

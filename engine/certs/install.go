@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -16,7 +17,7 @@ import (
 
 // Keys of the TLS Secret. tls.crt and tls.key are what the Deployment mounts; ca.crt and ca.key keep
 // the authority, so that the next run renews the serving certificate under the same CA and the
-// apiserver's caBundle stays valid.
+// apiserver's caBundle stays valid. A change of CA adds the keys of rotation.go.
 const (
 	KeyCert   = corev1.TLSCertKey
 	KeyKey    = corev1.TLSPrivateKeyKey
@@ -41,61 +42,73 @@ type Options struct {
 	RenewBefore time.Duration
 	// Renew forces a new serving certificate (the CA is kept).
 	Renew bool
+	// RotateCA stages a new CA now, even though the current one is good (see rotation.go).
+	RotateCA bool
+	// CALead is how long a staged CA is in the caBundle before it signs; zero means DefaultCALead.
+	CALead time.Duration
 }
 
 // Result tells what Ensure did.
 type Result struct {
-	// CAPEM is the authority's certificate: the caBundle.
-	CAPEM []byte
+	// CABundle is what every webhook gets as caBundle: see Bundle.
+	CABundle []byte
 	// Issued is true when a new serving certificate was written.
 	Issued bool
-	// NewCA is true when a new authority was made: there was none, it was unreadable, or it was
-	// about to expire.
+	// NewCA is true when another CA signs the serving certificate than before: there was none, or
+	// a change of CA switched.
 	NewCA bool
+	// NextCAFrom, when not zero, is when the staged CA in the caBundle starts signing; StagedCA is
+	// true when this run staged it.
+	NextCAFrom time.Time
+	StagedCA   bool
+	// PreviousCAUntil, when not zero, is when the replaced CAs leave the caBundle.
+	PreviousCAUntil time.Time
 	// Patched lists the webhook configurations whose caBundle changed, as kind/name.
 	Patched []string
 	// CertPEM and KeyPEM are the serving certificate and key now in the Secret.
 	CertPEM, KeyPEM []byte
 }
 
-// Build returns the Secret for the options, reusing the authority and serving certificate in
-// existing (nil for none) when they are still good; issued reports a new serving certificate.
-func Build(opts Options, existing *corev1.Secret) (secret *corev1.Secret, ca *Authority, issued bool, err error) {
+// Build returns the Secret for the options, reusing the CAs and serving certificate in existing
+// (nil for none) when they are still good, and moving a change of CA on by one step (rotation.go);
+// issued reports a new serving certificate. Its caBundle is Bundle(secret).
+func Build(opts Options, existing *corev1.Secret) (secret *corev1.Secret, issued bool, err error) {
+	return build(opts, existing, time.Now(), true)
+}
+
+// build is Build at now; a staged CA that is due switches only when mayPromote.
+func build(opts Options, existing *corev1.Secret, now time.Time, mayPromote bool) (secret *corev1.Secret, issued bool, err error) {
 	hosts := append(ServiceHosts(opts.Service, opts.Namespace), opts.ExtraHosts...)
-	if existing != nil {
-		ca, err = LoadAuthority(existing.Data[KeyCACert], existing.Data[KeyCAKey])
-		if err != nil || time.Until(ca.Cert.NotAfter) < opts.Validity {
-			ca = nil // unreadable, or it could not sign a full-length certificate: a new authority
-		}
-	}
-	if ca == nil {
-		if ca, err = NewAuthority(opts.Service+"."+opts.Namespace+" webhook CA", 10*opts.Validity); err != nil {
-			return nil, nil, false, err
-		}
-		existing = nil // nothing of the old secret can be kept
+	cas := readAuthorities(existing)
+	servingGood := cas.current != nil && !opts.Renew && len(existing.Data[KeyKey]) > 0 &&
+		usable(cas.current, existing.Data[KeyCert], hosts, now.Add(opts.RenewBefore))
+	if err := cas.plan(opts, now, servingGood, mayPromote, opts.Service+"."+opts.Namespace+" webhook CA"); err != nil {
+		return nil, false, err
 	}
 	secret = &corev1.Secret{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
 		ObjectMeta: metav1.ObjectMeta{Name: opts.Secret, Namespace: opts.Namespace, Labels: map[string]string{"app.kubernetes.io/name": opts.Service}},
 		Type:       corev1.SecretTypeTLS,
-		Data:       map[string][]byte{KeyCACert: ca.CertPEM, KeyCAKey: ca.KeyPEM},
+		Data:       map[string][]byte{},
 	}
-	if existing != nil && !opts.Renew && ca.Usable(existing.Data[KeyCert], hosts, opts.RenewBefore) && len(existing.Data[KeyKey]) > 0 {
+	cas.write(secret, now)
+	if servingGood && !cas.switched {
 		secret.Data[KeyCert], secret.Data[KeyKey] = existing.Data[KeyCert], existing.Data[KeyKey]
-		return secret, ca, false, nil
+		return secret, false, nil
 	}
-	serving, err := ca.Issue(hosts, opts.Validity)
+	serving, err := cas.currentKey.Issue(hosts, opts.Validity)
 	if err != nil {
-		return nil, nil, false, err
+		return nil, false, err
 	}
 	secret.Data[KeyCert], secret.Data[KeyKey] = serving.CertPEM, serving.KeyPEM
-	return secret, ca, true, nil
+	return secret, true, nil
 }
 
-// Ensure makes or renews the Secret in the cluster and patches the CA into the caBundle of every
-// webhook of the named configurations. Run again, it changes nothing until renewal is due. Several
-// replicas may run it at once: the Secret is the single truth, written with optimistic concurrency,
-// so the loser of a race re-reads the winner's certificate and keeps it.
+// Ensure makes or renews the Secret in the cluster and patches its caBundle into every webhook of
+// the named configurations. Run again, it changes nothing until renewal or a step of a change of CA
+// is due; a staged CA switches only once every webhook's caBundle holds it. Several replicas may run
+// it at once: the Secret is the single truth, written with optimistic concurrency, so the loser of a
+// race re-reads the winner's certificate and keeps it.
 func Ensure(ctx context.Context, client kubernetes.Interface, opts Options) (Result, error) {
 	var res Result
 	secrets := client.CoreV1().Secrets(opts.Namespace)
@@ -107,13 +120,21 @@ func Ensure(ctx context.Context, client kubernetes.Interface, opts Options) (Res
 		if err != nil {
 			return fmt.Errorf("read secret %s/%s: %w", opts.Namespace, opts.Secret, err)
 		}
-		secret, ca, issued, err := Build(opts, existing)
+		mayPromote := true
+		if existing != nil && len(existing.Data[KeyNextCACert]) > 0 {
+			if mayPromote, err = bundlesHold(ctx, client, opts.WebhookConfigurations, existing.Data[KeyNextCACert]); err != nil {
+				return err
+			}
+		}
+		secret, issued, err := build(opts, existing, time.Now(), mayPromote)
 		if err != nil {
 			return err
 		}
-		res.CAPEM, res.Issued = ca.CertPEM, issued
-		res.NewCA = existing == nil || !bytes.Equal(existing.Data[KeyCACert], ca.CertPEM)
-		res.CertPEM, res.KeyPEM = secret.Data[KeyCert], secret.Data[KeyKey]
+		res = Result{CABundle: Bundle(secret), Issued: issued, CertPEM: secret.Data[KeyCert], KeyPEM: secret.Data[KeyKey]}
+		res.NewCA = existing == nil || !bytes.Equal(existing.Data[KeyCACert], secret.Data[KeyCACert])
+		res.StagedCA = len(secret.Data[KeyNextCACert]) > 0 && (existing == nil || !bytes.Equal(existing.Data[KeyNextCACert], secret.Data[KeyNextCACert]))
+		res.NextCAFrom, _ = time.Parse(time.RFC3339, secret.Annotations[AnnotationNextCAFrom])
+		res.PreviousCAUntil, _ = time.Parse(time.RFC3339, secret.Annotations[AnnotationPreviousCAUntil])
 		switch {
 		case existing == nil:
 			_, err = secrets.Create(ctx, secret, metav1.CreateOptions{})
@@ -121,8 +142,7 @@ func Ensure(ctx context.Context, client kubernetes.Interface, opts Options) (Res
 				// Another replica made it first: read theirs and go on from there.
 				return apierrors.NewConflict(corev1.Resource("secrets"), opts.Secret, err)
 			}
-		case issued || !bytes.Equal(existing.Data[KeyCACert], ca.CertPEM):
-			existing.Data, existing.Type = secret.Data, secret.Type
+		case merge(existing, secret):
 			_, err = secrets.Update(ctx, existing, metav1.UpdateOptions{})
 		}
 		if err != nil {
@@ -134,13 +154,84 @@ func Ensure(ctx context.Context, client kubernetes.Interface, opts Options) (Res
 		return res, err
 	}
 	for _, name := range opts.WebhookConfigurations {
-		patched, err := patchCABundles(ctx, client, name, res.CAPEM)
+		patched, err := patchCABundles(ctx, client, name, res.CABundle)
 		if err != nil {
 			return res, err
 		}
 		res.Patched = append(res.Patched, patched...)
 	}
 	return res, nil
+}
+
+// merge copies into existing the data keys and annotations Build owns, as secret has them, leaving
+// the others alone; it reports whether anything changed.
+func merge(existing, secret *corev1.Secret) bool {
+	changed := existing.Type != secret.Type
+	existing.Type = secret.Type
+	if existing.Data == nil {
+		existing.Data = map[string][]byte{}
+	}
+	for _, k := range secretKeys {
+		v, ok := secret.Data[k]
+		if old, had := existing.Data[k]; had != ok || !bytes.Equal(old, v) {
+			changed = true
+		}
+		if ok {
+			existing.Data[k] = v
+		} else {
+			delete(existing.Data, k)
+		}
+	}
+	for _, k := range secretAnnotations {
+		v, ok := secret.Annotations[k]
+		if old, had := existing.Annotations[k]; had != ok || old != v {
+			changed = true
+		}
+		if ok {
+			if existing.Annotations == nil {
+				existing.Annotations = map[string]string{}
+			}
+			existing.Annotations[k] = v
+		} else {
+			delete(existing.Annotations, k)
+		}
+	}
+	return changed
+}
+
+// bundlesHold reports whether the caBundle of every webhook of the named configurations holds the
+// CA certificate in caPEM. Configurations that do not exist are skipped, as when patching.
+func bundlesHold(ctx context.Context, client kubernetes.Interface, names []string, caPEM []byte) (bool, error) {
+	want := parseCerts(caPEM)
+	if len(want) == 0 {
+		return true, nil
+	}
+	holds := func(bundle []byte) bool { return slices.ContainsFunc(parseCerts(bundle), want[0].Equal) }
+	for _, name := range names {
+		m, err := client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, name, metav1.GetOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return false, fmt.Errorf("read MutatingWebhookConfiguration %s: %w", name, err)
+		}
+		if err == nil {
+			for _, w := range m.Webhooks {
+				if !holds(w.ClientConfig.CABundle) {
+					return false, nil
+				}
+			}
+		}
+		v, err := client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, name, metav1.GetOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return false, fmt.Errorf("read ValidatingWebhookConfiguration %s: %w", name, err)
+		}
+		if err == nil {
+			for _, w := range v.Webhooks {
+				if !holds(w.ClientConfig.CABundle) {
+					return false, nil
+				}
+			}
+		}
+	}
+	return true, nil
 }
 
 // patchCABundles sets caBundle on every webhook of the configurations called name.

@@ -62,6 +62,12 @@ func (m *Manager) round(ctx context.Context) error {
 	if old := m.current.Load(); old == nil || string(old.Certificate[0]) != string(pair.Certificate[0]) {
 		m.log.Info("serving certificate loaded from the secret", "secret", m.opts.Namespace+"/"+m.opts.Secret, "issuedHere", res.Issued)
 	}
+	if res.StagedCA {
+		m.log.Info("new CA in the caBundle", "secret", m.opts.Namespace+"/"+m.opts.Secret, "signsFrom", res.NextCAFrom)
+	}
+	if res.NewCA && !res.PreviousCAUntil.IsZero() {
+		m.log.Info("new CA signs the serving certificate", "secret", m.opts.Namespace+"/"+m.opts.Secret, "previousTrustedUntil", res.PreviousCAUntil)
+	}
 	for _, p := range res.Patched {
 		m.log.Info("caBundle patched", "configuration", p)
 	}
