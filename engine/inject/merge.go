@@ -3,7 +3,9 @@ package inject
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -19,6 +21,8 @@ import (
 //     template's (a strategic merge, the pod's side winning);
 //   - volumes, image pull secrets, labels and annotations are added where the pod has none of that
 //     name; the pod's own win;
+//   - the partial's rewrite section replaces probes of the pod's own containers (the app's probes
+//     sent through the proxy's agent), the probes they replace kept in st.Rewritten;
 //   - st lists what was added, so that Strip can take it away again.
 //
 // pod must hold only JSON values (as decoded by encoding/json); Apply changes only what Writable
@@ -30,6 +34,9 @@ func Apply(pod map[string]any, partial render.Partial, st Status) error {
 	pspec, _ := partial["spec"].(map[string]any)
 
 	var err error
+	if st.Rewritten, err = rewriteProbes(spec, partial["rewrite"]); err != nil {
+		return err
+	}
 	if st.Containers, err = mergeContainers(spec, "containers", list(pspec, "containers"), false, &st); err != nil {
 		return err
 	}
@@ -97,6 +104,42 @@ func mergeContainers(spec map[string]any, field string, tmpl []any, prepend bool
 	}
 	spec[field] = existing
 	return names, nil
+}
+
+// rewriteProbes replaces the probes the rewrite section names, in copies of the containers, and
+// returns the probes replaced. A rewrite of a container the pod does not have is an error.
+func rewriteProbes(spec map[string]any, section any) (map[string]map[string]map[string]any, error) {
+	lists, _ := section.(map[string]any)
+	var out map[string]map[string]map[string]any
+	for _, field := range []string{"containers", "initContainers"} {
+		rewrites, _ := lists[field].([]any)
+		existing, _ := spec[field].([]any)
+		for _, r := range rewrites {
+			rewrite, _ := r.(map[string]any)
+			name := nameOf(rewrite)
+			i := slices.IndexFunc(existing, func(c any) bool { return nameOf(c) == name })
+			if i < 0 {
+				return nil, fmt.Errorf("rewrite: the pod has no %s %q", strings.TrimSuffix(field, "s"), name)
+			}
+			container := maps.Clone(existing[i].(map[string]any))
+			kept := map[string]any{}
+			for _, probe := range rewrittenProbes {
+				if p, ok := rewrite[probe]; ok {
+					kept[probe] = container[probe] // nil when the container had none
+					container[probe] = p
+				}
+			}
+			existing[i] = container
+			if out == nil {
+				out = map[string]map[string]map[string]any{}
+			}
+			if out[field] == nil {
+				out[field] = map[string]map[string]any{}
+			}
+			out[field][name] = kept
+		}
+	}
+	return out, nil
 }
 
 // addNamed appends the template's items whose names the pod does not use yet; it returns their names.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // StatusAnnotation records on an injected pod what was injected, so that it can be stripped again.
@@ -28,6 +29,10 @@ type Status struct {
 	// asked; Reserved names those overrides' annotations. Audit judges the pod as that requester.
 	Requester *Requester `json:"requester,omitempty"`
 	Reserved  []string   `json:"reserved,omitempty"`
+	// Rewritten keeps, by list and container name, the probes of the pod's own containers that the
+	// template's rewrite section replaced, as they were (null for a probe the container did not
+	// have): Strip puts them back.
+	Rewritten map[string]map[string]map[string]any `json:"rewritten,omitempty"`
 }
 
 // Requester is the user and groups of an admission request, as policy's subjects read them.
@@ -101,6 +106,9 @@ func parseStatus(s string) (Status, error) {
 	if st.Requester, err = requester(fields["requester"]); err != nil {
 		return Status{}, err
 	}
+	if st.Rewritten, err = rewritten(fields["rewritten"]); err != nil {
+		return Status{}, err
+	}
 	return st, nil
 }
 
@@ -150,6 +158,47 @@ func requester(v any) (*Requester, error) {
 		return nil, err
 	}
 	return &r, nil
+}
+
+// rewrittenProbes are the probe fields a rewrite may replace.
+var rewrittenProbes = []string{"readinessProbe", "livenessProbe", "startupProbe"}
+
+// rewritten reads Status.Rewritten: by list, by name, by probe field, the probe as it was or null.
+func rewritten(v any) (map[string]map[string]map[string]any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	lists, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("rewritten: want an object, got %s", kindOf(v))
+	}
+	out := map[string]map[string]map[string]any{}
+	for list, v := range lists {
+		if list != "containers" && list != "initContainers" {
+			return nil, fmt.Errorf("rewritten: %q is not containers or initContainers", list)
+		}
+		byName, ok := v.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("rewritten.%s: want an object, got %s", list, kindOf(v))
+		}
+		out[list] = map[string]map[string]any{}
+		for name, v := range byName {
+			probes, ok := v.(map[string]any)
+			if !ok {
+				return nil, fmt.Errorf("rewritten.%s[%q]: want an object, got %s", list, name, kindOf(v))
+			}
+			for field, probe := range probes {
+				if !slices.Contains(rewrittenProbes, field) {
+					return nil, fmt.Errorf("rewritten.%s[%q]: %q is not a probe", list, name, field)
+				}
+				if _, ok := probe.(map[string]any); !ok && probe != nil {
+					return nil, fmt.Errorf("rewritten.%s[%q].%s: want an object or null, got %s", list, name, field, kindOf(probe))
+				}
+			}
+			out[list][name] = probes
+		}
+	}
+	return out, nil
 }
 
 // replaced reads Status.Replaced: by list, by name, the container as it was.

@@ -1,6 +1,9 @@
 package inject
 
-import "slices"
+import (
+	"maps"
+	"slices"
+)
 
 // Strip removes from pod, in place, everything its status annotation says was injected, and the
 // annotation itself. It reports whether there was anything to strip. Lists and maps left empty by
@@ -12,6 +15,7 @@ func Strip(pod map[string]any) (bool, error) {
 	}
 	meta, _ := pod["metadata"].(map[string]any)
 	spec, _ := pod["spec"].(map[string]any)
+	restoreProbes(spec, st.Rewritten)
 	restoreNamed(spec, "containers", st.Containers, st.Replaced["containers"])
 	restoreNamed(spec, "initContainers", st.InitContainers, st.Replaced["initContainers"])
 	removeNamed(spec, "volumes", st.Volumes)
@@ -19,6 +23,33 @@ func Strip(pod map[string]any) (bool, error) {
 	removeKeys(meta, "labels", st.Labels)
 	removeKeys(meta, "annotations", append(st.Annotations, StatusAnnotation))
 	return true, nil
+}
+
+// restoreProbes puts back the probes a rewrite replaced, in copies of the containers; a probe a
+// container did not have is removed again.
+func restoreProbes(spec map[string]any, rewritten map[string]map[string]map[string]any) {
+	for field, byName := range rewritten {
+		items, ok := spec[field].([]any)
+		if !ok {
+			continue
+		}
+		for i, item := range items {
+			probes, ok := byName[nameOf(item)]
+			c, isObject := item.(map[string]any)
+			if !ok || !isObject {
+				continue
+			}
+			c = maps.Clone(c)
+			for probe, before := range probes {
+				if before == nil {
+					delete(c, probe)
+				} else {
+					c[probe] = before
+				}
+			}
+			items[i] = c
+		}
+	}
 }
 
 // restoreNamed removes the named containers, putting back in place those the pod had before.

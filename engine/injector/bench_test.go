@@ -157,7 +157,7 @@ func BenchmarkStages(b *testing.B) {
 		b.Run(fmt.Sprintf("patch/%s", name), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := patch.Create(e.pod, mutated, false); err != nil {
+				if _, err := patch.Create(e.pod, mutated, nil); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -238,7 +238,14 @@ func (rev *revision) inject(e *evaluation, res Result) (Result, error) {
 	if err := inject.Apply(mutated, partial, status); err != nil {
 		return res, fmt.Errorf("merge variant %q: %w", res.Decision.Variant, err)
 	}
-	if res.Patch, err = patch.Create(e.pod, mutated, stripped); err != nil {
+	var removable func(string) bool
+	switch {
+	case stripped:
+		removable = patch.AnyRemoval
+	case partial["rewrite"] != nil:
+		removable = patch.ProbeRemovals
+	}
+	if res.Patch, err = patch.Create(e.pod, mutated, removable); err != nil {
 		return res, err
 	}
 	if res.Patch != nil {

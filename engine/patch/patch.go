@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -26,10 +27,11 @@ var ErrRemovesUserData = errors.New("patch would remove fields of the pod")
 // either end, and mattbaird/jsonpatch diffs what remains. So a 20-container pod gaining a sidecar
 // costs the sidecar, not 20 × 21 deep comparisons of containers.
 //
-// Unless allowRemove is set (the pod is being re-injected and the old sidecar stripped), a patch
-// that removes anything is refused: it would delete the user's data. Operations come in a stable
-// order. An empty patch is returned as nil.
-func Create(original, mutated map[string]any, allowRemove bool) ([]byte, error) {
+// A patch that removes anything removable does not allow is refused: it would delete the user's
+// data. Pass AnyRemoval when the pod is being re-injected (the old sidecar stripped), ProbeRemovals
+// when probes were rewritten, nil for none. Operations come in a stable order. An empty patch is
+// returned as nil.
+func Create(original, mutated map[string]any, removable func(path string) bool) ([]byte, error) {
 	var d differ
 	d.object("", original, mutated, 0)
 	if d.err != nil {
@@ -38,11 +40,9 @@ func Create(original, mutated map[string]any, allowRemove bool) ([]byte, error) 
 	if len(d.ops) == 0 {
 		return nil, nil
 	}
-	if !allowRemove {
-		for _, op := range d.ops {
-			if op.Op == "remove" {
-				return nil, fmt.Errorf("%w: remove %s", ErrRemovesUserData, op.Path)
-			}
+	for _, op := range d.ops {
+		if op.Op == "remove" && (removable == nil || !removable(op.Path)) {
+			return nil, fmt.Errorf("%w: remove %s", ErrRemovesUserData, op.Path)
 		}
 	}
 	out, err := json.Marshal(d.ops)
@@ -51,6 +51,16 @@ func Create(original, mutated map[string]any, allowRemove bool) ([]byte, error) 
 	}
 	return out, nil
 }
+
+// AnyRemoval allows every removal.
+func AnyRemoval(string) bool { return true }
+
+// probePath matches a path inside a probe of a container or init container.
+var probePath = regexp.MustCompile(`^/spec/(containers|initContainers)/[0-9]+/(readinessProbe|livenessProbe|startupProbe)/`)
+
+// ProbeRemovals allows removals inside the probes of containers: a rewritten probe drops the
+// handler it replaces (a tcpSocket that becomes an httpGet).
+func ProbeRemovals(path string) bool { return probePath.MatchString(path) }
 
 // operation is one JSON patch operation. It is encoded here rather than by the library's
 // MarshalJSON, which does not escape paths.
@@ -143,8 +153,52 @@ func (d *differ) list(path string, a, b []any) {
 			d.ops = append(d.ops, operation{Op: "remove", Path: path + "/" + strconv.Itoa(pre+k)})
 		}
 	default:
+		if o, ok := alignedByName(am, bm); ok {
+			// The same named items (containers), some changed, with new ones before or after them:
+			// insert the new ones and diff the changed ones in place, so that no item is removed
+			// and added again.
+			for k := range o {
+				d.ops = append(d.ops, operation{Op: "add", Path: path + "/" + strconv.Itoa(pre+k), Value: &bm[k]})
+			}
+			for k := range am {
+				d.value(path+"/"+strconv.Itoa(pre+o+k), am[k], bm[o+k], walkDepth)
+			}
+			for k := o + len(am); k < len(bm); k++ {
+				d.ops = append(d.ops, operation{Op: "add", Path: path + "/" + strconv.Itoa(pre+k), Value: &bm[k]})
+			}
+			return
+		}
 		d.library(path, am, bm, pre)
 	}
+}
+
+// alignedByName reports whether the items of a, all objects with names, appear in b in the same
+// order as a run starting at offset o, so that b is a with items added before and after.
+func alignedByName(a, b []any) (o int, ok bool) {
+	if len(a) == 0 || len(b) < len(a) {
+		return 0, false
+	}
+	name := func(v any) string {
+		m, _ := v.(map[string]any)
+		s, _ := m["name"].(string)
+		return s
+	}
+	first := name(a[0])
+	if first == "" {
+		return 0, false
+	}
+	for o = 0; o+len(a) <= len(b); o++ {
+		if name(b[o]) != first {
+			continue
+		}
+		for k := range a {
+			if n := name(a[k]); n == "" || n != name(b[o+k]) {
+				return 0, false
+			}
+		}
+		return o, true
+	}
+	return 0, false
 }
 
 // library diffs a and b with mattbaird/jsonpatch and rebases its operations onto path; offset

@@ -49,7 +49,7 @@ func TestCreate(t *testing.T) {
 		"remove allowed on strip": {before: `{"a":1,"b":2}`, after: `{"a":1}`, allowRemove: true, want: `[{"op":"remove","path":"/b"}]`},
 	} {
 		t.Run(name, func(t *testing.T) {
-			got, err := patch.Create(decode(t, tc.before), decode(t, tc.after), tc.allowRemove)
+			got, err := patch.Create(decode(t, tc.before), decode(t, tc.after), removable(tc.allowRemove))
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) {
 					t.Fatalf("error %v, want %v", err, tc.wantErr)
@@ -79,12 +79,12 @@ func TestCreate(t *testing.T) {
 func TestCreateIsDeterministic(t *testing.T) {
 	before := `{"metadata":{"labels":{}},"spec":{}}`
 	after := decode(t, `{"metadata":{"labels":{"a":"1","b":"2","c":"3","d":"4","e":"5"},"annotations":{"x":"1","y":"2"}},"spec":{"v":[1],"w":[2]}}`)
-	first, err := patch.Create(decode(t, before), after, false)
+	first, err := patch.Create(decode(t, before), after, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for range 50 {
-		again, err := patch.Create(decode(t, before), after, false)
+		again, err := patch.Create(decode(t, before), after, nil)
 		if err != nil || string(again) != string(first) {
 			t.Fatalf("patch changed between runs:\n%s\n%s", first, again)
 		}
@@ -104,7 +104,7 @@ func FuzzCreate(f *testing.F) {
 			return
 		}
 		check := func(b map[string]any) {
-			p, err := patch.Create(a, b, true)
+			p, err := patch.Create(a, b, patch.AnyRemoval)
 			if err != nil {
 				t.Fatalf("create: %v", err)
 			}
@@ -154,4 +154,27 @@ func jsonEqualBytes(a, b []byte) bool {
 		return false
 	}
 	return reflect.DeepEqual(x, y)
+}
+
+func removable(any bool) func(string) bool {
+	if any {
+		return patch.AnyRemoval
+	}
+	return nil
+}
+
+// TestProbeRemovals: a rewritten probe may drop its old handler; nothing else may be removed.
+func TestProbeRemovals(t *testing.T) {
+	before := decode(t, `{"spec":{"containers":[{"name":"app","env":[{"name":"A"}],"readinessProbe":{"tcpSocket":{"port":80},"periodSeconds":5}}]}}`)
+	after := decode(t, `{"spec":{"containers":[{"name":"app","env":[{"name":"A"}],"readinessProbe":{"httpGet":{"path":"/app-health/app/readyz","port":15020},"periodSeconds":5}}]}}`)
+	if _, err := patch.Create(before, after, nil); !errors.Is(err, patch.ErrRemovesUserData) {
+		t.Fatalf("a probe's handler removed without leave: %v", err)
+	}
+	if _, err := patch.Create(before, after, patch.ProbeRemovals); err != nil {
+		t.Fatalf("a rewritten probe refused: %v", err)
+	}
+	lost := decode(t, `{"spec":{"containers":[{"name":"app","readinessProbe":{"httpGet":{"path":"/app-health/app/readyz","port":15020},"periodSeconds":5}}]}}`)
+	if _, err := patch.Create(before, lost, patch.ProbeRemovals); !errors.Is(err, patch.ErrRemovesUserData) {
+		t.Fatalf("a container's env removed beside a probe rewrite: %v", err)
+	}
 }

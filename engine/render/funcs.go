@@ -29,6 +29,8 @@ func Funcs() template.FuncMap {
 	fm["label"] = label
 	fm["isset"] = isset
 	fm["valueOrDefault"] = valueOrDefault
+	fm["appProbers"] = appProbers
+	fm["probeRewrites"] = probeRewrites
 	// include is bound to each variant's template set by Parse.
 	fm["include"] = func(string, any) (string, error) { return "", nil }
 	return fm

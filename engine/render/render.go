@@ -107,8 +107,18 @@ func include(t *template.Template) func(name string, data any) (string, error) {
 }
 
 // Partial is a rendered sidecar: a JSON object with at most metadata.labels, metadata.annotations,
-// spec.containers, spec.initContainers, spec.volumes and spec.imagePullSecrets.
+// spec.containers, spec.initContainers, spec.volumes and spec.imagePullSecrets, and a rewrite
+// section: by list ("containers", "initContainers"), the pod's own containers whose probes are
+// replaced, each with its name and its new readinessProbe, livenessProbe or startupProbe.
 type Partial map[string]any
+
+// probeRewrite is one container of a partial's rewrite section.
+type probeRewrite struct {
+	Name           string        `json:"name"`
+	ReadinessProbe *corev1.Probe `json:"readinessProbe,omitempty"`
+	LivenessProbe  *corev1.Probe `json:"livenessProbe,omitempty"`
+	StartupProbe   *corev1.Probe `json:"startupProbe,omitempty"`
+}
 
 // allowed lists the fields a rendered partial Pod may set, by section.
 var allowed = map[string]map[string]bool{
@@ -153,6 +163,11 @@ func parsePartial(variant string, out []byte) (Partial, error) {
 	if err := yaml.Unmarshal(out, &doc); err != nil {
 		return nil, fmt.Errorf("%w: variant %q rendered invalid YAML: %w", ErrTemplate, variant, err)
 	}
+	var rewrites any
+	if m, ok := doc.(map[string]any); ok {
+		rewrites = m["rewrite"]
+		delete(m, "rewrite")
+	}
 	js, err := json.Marshal(doc)
 	if err != nil {
 		return nil, fmt.Errorf("%w: variant %q rendered YAML that is not JSON: %w", ErrTemplate, variant, err)
@@ -168,9 +183,17 @@ func parsePartial(variant string, out []byte) (Partial, error) {
 		return nil, fmt.Errorf("%w: variant %q: %w", ErrTemplate, variant, err)
 	}
 	if p == nil {
-		return Partial{}, nil
+		p = Partial{}
+	}
+	if rewrites != nil {
+		if p["rewrite"], err = parseRewrites(variant, rewrites); err != nil {
+			return nil, err
+		}
 	}
 	for key, section := range p {
+		if key == "rewrite" {
+			continue
+		}
 		if key == "apiVersion" || key == "kind" {
 			continue
 		}
@@ -189,4 +212,32 @@ func parsePartial(variant string, out []byte) (Partial, error) {
 		}
 	}
 	return p, nil
+}
+
+// parseRewrites checks a partial's rewrite section: lists of containers, each a name and probes
+// only, strictly typed.
+func parseRewrites(variant string, v any) (map[string]any, error) {
+	js, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: variant %q: rewrite: %w", ErrTemplate, variant, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	var typed struct {
+		Containers     []probeRewrite `json:"containers"`
+		InitContainers []probeRewrite `json:"initContainers"`
+	}
+	if err := dec.Decode(&typed); err != nil {
+		return nil, fmt.Errorf("%w: variant %q rendered an invalid rewrite section (containers and initContainers, each a name and probes): %w", ErrTemplate, variant, err)
+	}
+	for _, c := range append(typed.Containers, typed.InitContainers...) {
+		if c.Name == "" {
+			return nil, fmt.Errorf("%w: variant %q: rewrite: a container without a name", ErrTemplate, variant)
+		}
+	}
+	var out map[string]any
+	if err := json.Unmarshal(js, &out); err != nil {
+		return nil, fmt.Errorf("%w: variant %q: rewrite: %w", ErrTemplate, variant, err)
+	}
+	return out, nil
 }

@@ -4,6 +4,7 @@ package injector.mutate
 
 import data.injector.lib
 import data.injector.overrides
+import data.injector.probes
 
 # METADATA
 # title: Injection decision
@@ -44,14 +45,15 @@ skip(code, reasons, warnings) := {
 injection := {
 	"inject": true,
 	"variant": variant.name,
-	"values": object.union_n(array.concat([lib.values], [override.values | some override in overrides.applied])),
+	"values": object.union_n(array.concat(array.concat([lib.values], [override.values | some override in overrides.applied]), [probes.values])),
 	"reasons": flatten([
 		selection.reasons,
 		reinjection_reasons,
 		[variant.reason],
 		[override.reason | some override in overrides.applied],
+		sort(probes.reasons),
 	]),
-	"warnings": array.concat(lib.switch_warnings, overrides.warnings),
+	"warnings": array.concat(array.concat(lib.switch_warnings, overrides.warnings), sort(probes.warnings)),
 	"refused_overrides": overrides.refused,
 	"honoured_overrides": overrides.honoured,
 }

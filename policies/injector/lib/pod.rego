@@ -182,9 +182,38 @@ status := parsed if {
 			is_object(container)
 		}
 	}
+	status_requester(object.get(parsed, "requester", null))
+	status_rewritten(object.get(parsed, "rewritten", null))
 }
 
-status_lists := ["containers", "initContainers", "volumes", "imagePullSecrets", "labels", "annotations", "reasons"]
+# A status's requester: null, or {"username": string, "groups": null or strings}.
+status_requester(value) if value == null
+
+status_requester(value) if {
+	is_string(value.username)
+	string_list(object.get(value, "groups", null))
+}
+
+# A status's rewritten probes: null, or by list (containers, initContainers) and container name,
+# each probe field's original, an object or null.
+status_rewritten(value) if value == null
+
+status_rewritten(value) if {
+	is_object(value)
+	every list, containers in value {
+		list in {"containers", "initContainers"}
+		is_object(containers)
+		every _, probes in containers {
+			is_object(probes)
+			every field, probe in probes {
+				field in {"readinessProbe", "livenessProbe", "startupProbe"}
+				nullable(probe, "object")
+			}
+		}
+	}
+}
+
+status_lists := ["containers", "initContainers", "volumes", "imagePullSecrets", "labels", "annotations", "reasons", "reserved"]
 
 # value is null or of type name.
 nullable(value, name) if type_name(value) in {"null", name}

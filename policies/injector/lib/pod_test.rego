@@ -136,7 +136,7 @@ test_status_parsing if {
 	not lib.status with input as {}
 	not lib.status_invalid with input as {}
 
-	full := `{"revision":"r1","variant":"sidecar","containers":null,"reasons":["x"],"replaced":{"containers":{"istio-proxy":{"name":"istio-proxy"}}}}`
+	full := `{"revision":"r1","variant":"sidecar","containers":null,"reasons":["x"],"replaced":{"containers":{"istio-proxy":{"name":"istio-proxy"}}},"requester":{"username":"alice","groups":["g"]},"reserved":["a"],"rewritten":{"containers":{"app":{"readinessProbe":{"tcpSocket":{"port":80}},"livenessProbe":null}}}}`
 	lib.status.variant == "sidecar" with input as pod_with({"annotations": {"rego-injector.io/status": full}})
 
 	every raw in [
@@ -145,6 +145,12 @@ test_status_parsing if {
 		`{"revision":"r1","variant":7}`, `{"revision":"r1","replaced":[]}`,
 		`{"revision":"r1","replaced":{"containers":["istio-proxy"]}}`,
 		`{"revision":"r1","replaced":{"containers":{"istio-proxy":1}}}`,
+		`{"revision":"r1","requester":"alice"}`, `{"revision":"r1","requester":{"username":1}}`,
+		`{"revision":"r1","requester":{"username":"a","groups":"g"}}`, `{"revision":"r1","reserved":[1]}`,
+		`{"revision":"r1","rewritten":[]}`, `{"revision":"r1","rewritten":{"other":{}}}`,
+		`{"revision":"r1","rewritten":{"containers":{"app":1}}}`,
+		`{"revision":"r1","rewritten":{"containers":{"app":{"exec":{}}}}}`,
+		`{"revision":"r1","rewritten":{"containers":{"app":{"readinessProbe":"x"}}}}`,
 	] {
 		not lib.status with input as pod_with({"annotations": {"rego-injector.io/status": raw}})
 		lib.status_invalid with input as pod_with({"annotations": {"rego-injector.io/status": raw}})

@@ -1,0 +1,87 @@
+# Probe rewriting, as Istio's rewriteAppHTTPProbe: the app's HTTP, TCP and gRPC probes go through
+# the proxy's agent, which probes the app on the kubelet's behalf (the kubelet's own probes would be
+# refused by mutual TLS or captured by the redirect). Whether, and on which agent port, comes from
+# the bundle's values.probes; a pod's annotations sidecar.istio.io/rewriteAppHTTPProbers and
+# status.sidecar.istio.io/port override them. The templates do the rewriting (probeRewrites,
+# appProbers).
+package injector.probes
+
+import data.injector.lib
+
+rewrite_annotation := "sidecar.istio.io/rewriteAppHTTPProbers"
+
+port_annotation := "status.sidecar.istio.io/port"
+
+# The values Go's strconv.ParseBool reads, as Istio reads the annotation.
+parse_bool := {
+	"1": true, "t": true, "T": true, "TRUE": true, "true": true, "True": true,
+	"0": false, "f": false, "F": false, "FALSE": false, "false": false, "False": false,
+}
+
+bundle_rewrite := v if {
+	v := lib.values.probes.rewrite
+	is_boolean(v)
+} else := true
+
+bundle_port := p if {
+	p := lib.values.probes.port
+	is_number(p)
+} else := 15020
+
+# The pod's status port annotation, when it is a port number 0-65535 (Istio's validation).
+annotated_port := to_number(trim_space(raw)) if {
+	raw := lib.pod_annotations[port_annotation]
+	is_string(raw)
+	regex.match(`^\s*[0-9]{1,5}\s*$`, raw)
+	to_number(trim_space(raw)) <= 65535
+}
+
+# The agent's status port the rewritten probes call.
+port := annotated_port if {
+	annotated_port > 0
+} else := bundle_port
+
+# METADATA
+# title: Whether the app's probes are rewritten
+# description: >-
+#   The annotation when it reads as a boolean, else the bundle's setting; never with a status port
+#   of 0, which would send the probes nowhere (Istio has no such guard: its pod would be refused).
+rewrite := false if {
+	annotated_port == 0
+} else := parse_bool[lib.pod_annotations[rewrite_annotation]] if {
+	is_string(lib.pod_annotations[rewrite_annotation])
+} else := bundle_rewrite
+
+# METADATA
+# title: Probe values
+# description: values.probes of the decision, {"rewrite", "port"}.
+values := {"probes": {"rewrite": rewrite, "port": port}}
+
+reasons contains sprintf("pod annotation %s=%q turns probe rewriting %s", [rewrite_annotation, raw, on_off(value)]) if {
+	raw := lib.pod_annotations[rewrite_annotation]
+	value := parse_bool[raw]
+	not annotated_port == 0
+}
+
+reasons contains sprintf("pod annotation %s=%q: the agent's status port is %d", [port_annotation, lib.pod_annotations[port_annotation], annotated_port]) if {
+	annotated_port > 0
+}
+
+reasons contains sprintf("pod annotation %s=\"0\" turns the agent's status port off: the app's probes are not rewritten", [port_annotation]) if {
+	annotated_port == 0
+}
+
+warnings contains sprintf("pod annotation %s=%s is not a boolean (true, false, 1, 0, t, f); probe rewriting stays %s", [rewrite_annotation, json.marshal(raw), on_off(bundle_rewrite)]) if {
+	raw := lib.pod_annotations[rewrite_annotation]
+	not parse_bool[raw]
+	not parse_bool[raw] == false
+}
+
+warnings contains sprintf("pod annotation %s=%s is not a port number (0-65535); the agent's status port stays %d", [port_annotation, json.marshal(raw), bundle_port]) if {
+	raw := lib.pod_annotations[port_annotation]
+	not annotated_port
+}
+
+on_off(true) := "on"
+
+on_off(false) := "off"
