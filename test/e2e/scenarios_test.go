@@ -405,3 +405,43 @@ func TestEphemeralContainersValidated(t *testing.T) {
 		t.Fatalf("ephemeral containers %v, want only debugger", pod.Spec.EphemeralContainers)
 	}
 }
+
+const probedPod = `apiVersion: v1
+kind: Pod
+metadata:
+  name: probed
+spec:
+  containers:
+  - name: app
+    image: nginx
+    ports: [{containerPort: 8080, name: http}]
+    readinessProbe: {httpGet: {path: /ready, port: http}}
+    livenessProbe: {tcpSocket: {port: 8080}, periodSeconds: 7}
+    startupProbe: {grpc: {port: 9090}}
+`
+
+// Scenario 4c: the app's probes are rewritten through the agent, and the apiserver accepts the pod
+// (a probe has exactly one handler, the port is a number): the kubelet will call the agent.
+func TestProbesRewritten(t *testing.T) {
+	e := need(t)
+	namespace(t, "s4-probes", map[string]string{"istio-injection": "enabled"})
+	if _, stderr, err := e.cluster.kubectl(t.Context(), probedPod, "apply", "-n", "s4-probes", "-f", "-"); err != nil {
+		t.Fatalf("%v: %s", err, stderr)
+	}
+	pod := getPod(t, "s4-probes", "probed")
+	app := pod.Spec.Containers[0]
+	for kind, p := range map[string]*corev1.Probe{"readyz": app.ReadinessProbe, "livez": app.LivenessProbe, "startupz": app.StartupProbe} {
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/app-health/app/"+kind || p.HTTPGet.Port.IntValue() != 15020 || p.TCPSocket != nil || p.GRPC != nil {
+			t.Errorf("%s probe not rewritten: %+v", kind, p)
+		}
+	}
+	if app.LivenessProbe.PeriodSeconds != 7 {
+		t.Errorf("the liveness probe lost its period: %+v", app.LivenessProbe)
+	}
+	// The webhook sees the pod after the apiserver's defaulting (scheme, timeouts, gRPC service), as
+	// Istio's does.
+	want := `{"/app-health/app/livez":{"tcpSocket":{"port":8080},"timeoutSeconds":1},"/app-health/app/readyz":{"httpGet":{"path":"/ready","port":8080,"scheme":"HTTP"},"timeoutSeconds":1},"/app-health/app/startupz":{"grpc":{"port":9090,"service":""},"timeoutSeconds":1}}`
+	if got := envOf(pod, "istio-proxy", "ISTIO_KUBE_APP_PROBERS"); got != want {
+		t.Errorf("ISTIO_KUBE_APP_PROBERS = %s, want %s", got, want)
+	}
+}
