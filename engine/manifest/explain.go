@@ -7,7 +7,8 @@ import (
 	"strings"
 )
 
-// WriteText writes one paragraph per workload: the verdict, then its reasons and warnings.
+// WriteText writes one paragraph per workload: the verdict, its note, then its reasons and warnings.
+// A workload with no pod template to inject is "skipped", its note saying why.
 func WriteText(w io.Writer, workloads []Workload) error {
 	for i, wl := range workloads {
 		if i > 0 {
@@ -21,6 +22,15 @@ func WriteText(w io.Writer, workloads []Workload) error {
 		if name == "" {
 			name = "(unnamed)"
 		}
+		where := fmt.Sprintf("document %d", wl.Document)
+		if wl.Source != "" {
+			where = fmt.Sprintf("%s, document %d", wl.Source, wl.Document)
+		}
+		if wl.Skipped {
+			fmt.Fprintf(w, "%s/%s in namespace %s (%s): skipped, no pod template\n", wl.Kind, name, wl.Namespace, where)
+			fmt.Fprintf(w, "  note: %s\n", wl.Note)
+			continue
+		}
 		verdict := "not injected"
 		switch {
 		case len(wl.Decision.Deny) > 0:
@@ -30,11 +40,10 @@ func WriteText(w io.Writer, workloads []Workload) error {
 		case wl.Decision.Inject:
 			verdict = "inject, variant " + wl.Decision.Variant
 		}
-		where := fmt.Sprintf("document %d", wl.Document)
-		if wl.Source != "" {
-			where = fmt.Sprintf("%s, document %d", wl.Source, wl.Document)
-		}
 		fmt.Fprintf(w, "%s/%s in namespace %s (%s): %s [revision %s]\n", wl.Kind, name, wl.Namespace, where, verdict, wl.Revision)
+		if wl.Note != "" {
+			fmt.Fprintf(w, "  note: %s\n", wl.Note)
+		}
 		for _, msg := range wl.Decision.Deny {
 			fmt.Fprintf(w, "  denied: %s\n", msg)
 		}

@@ -23,6 +23,7 @@ type junitSuite struct {
 	Tests    int         `xml:"tests,attr"`
 	Failures int         `xml:"failures,attr"`
 	Errors   int         `xml:"errors,attr"`
+	Skipped  int         `xml:"skipped,attr,omitempty"`
 	Cases    []junitCase `xml:"testcase"`
 }
 
@@ -31,7 +32,12 @@ type junitCase struct {
 	Classname string        `xml:"classname,attr"`
 	Failure   *junitFailure `xml:"failure,omitempty"`
 	Error     *junitFailure `xml:"error,omitempty"`
+	Skipped   *junitSkipped `xml:"skipped,omitempty"`
 	SystemOut string        `xml:"system-out,omitempty"`
+}
+
+type junitSkipped struct {
+	Message string `xml:"message,attr"`
 }
 
 type junitFailure struct {
@@ -41,7 +47,8 @@ type junitFailure struct {
 }
 
 // WriteJUnit writes the workloads as a JUnit XML report: a workload is a passing test case unless
-// policy denies it; its decision, reasons and warnings are the case's output.
+// policy denies it, or a skipped one when it has no pod template to inject; its decision, note,
+// reasons and warnings are the case's output.
 func WriteJUnit(w io.Writer, workloads []Workload) error {
 	suite := junitSuite{Name: "rego-injector check", Tests: len(workloads)}
 	for _, wl := range workloads {
@@ -65,6 +72,10 @@ func WriteJUnit(w io.Writer, workloads []Workload) error {
 			return err
 		}
 		c.SystemOut = text.String()
+		if wl.Skipped {
+			c.Skipped = &junitSkipped{Message: wl.Note}
+			suite.Skipped++
+		}
 		if wl.Denied() {
 			deny := wl.Decision.Deny
 			kind := "injection policy"

@@ -17,6 +17,7 @@ import (
 	"github.com/rego-injector/rego-injector/engine/inject"
 	"github.com/rego-injector/rego-injector/engine/injector"
 	"github.com/rego-injector/rego-injector/engine/policy"
+	"github.com/rego-injector/rego-injector/engine/workload"
 )
 
 // Document is one YAML document of a stream.
@@ -63,7 +64,15 @@ type Workload struct {
 	// Changed is true when injection changed the workload.
 	Changed bool `json:"changed"`
 	// Current is the injection of this revision the workload already carries, if any.
-	Current  *inject.Status  `json:"current,omitempty"`
+	Current *inject.Status `json:"current,omitempty"`
+	// Note says what a reader should know of how the workload was read: that a kind this program
+	// does not know was injected through its spec.template, or, when Skipped, why there was no pod
+	// template to inject.
+	Note string `json:"note,omitempty"`
+	// Skipped is true for a workload with no pod template to inject (an Argo Rollout with
+	// spec.workloadRef, a Deployment without its template): no decision was asked for, and Note
+	// says why.
+	Skipped  bool            `json:"skipped,omitempty"`
 	Decision policy.Decision `json:"decision"`
 	// Trace is the policy evaluation that decided, when the Processor traces.
 	Trace string `json:"trace,omitempty"`
@@ -103,7 +112,9 @@ func (p *Processor) Check(ctx context.Context, r io.Reader) ([]Workload, error) 
 
 // Inject writes the stream with every workload injected. Documents that are not workloads, and
 // workloads left unchanged, are written exactly as read, so that injecting the output again changes
-// nothing. Nothing is written unless every document succeeds.
+// nothing. An injected document is headed by a comment for each note of its workloads (a kind
+// injected through its spec.template without being known). Nothing is written unless every
+// document succeeds.
 func (p *Processor) Inject(ctx context.Context, r io.Reader, w io.Writer) ([]Workload, error) {
 	docs, err := Split(r)
 	if err != nil {
@@ -113,6 +124,7 @@ func (p *Processor) Inject(ctx context.Context, r io.Reader, w io.Writer) ([]Wor
 	var all []Workload
 	for n, d := range docs {
 		text := d.Raw
+		before := len(all)
 		obj, found, err := p.object(ctx, d, d.Object, &all)
 		if err != nil {
 			return all, err
@@ -121,6 +133,7 @@ func (p *Processor) Inject(ctx context.Context, r io.Reader, w io.Writer) ([]Wor
 			if text, err = yaml.Marshal(obj); err != nil {
 				return all, fmt.Errorf("document %d: encode: %w", d.Index, err)
 			}
+			text = append(notes(all[before:]), text...)
 		}
 		if n > 0 {
 			out.WriteString("---\n")
@@ -132,6 +145,29 @@ func (p *Processor) Inject(ctx context.Context, r io.Reader, w io.Writer) ([]Wor
 	}
 	_, err = w.Write(out.Bytes())
 	return all, err
+}
+
+// notes are the YAML comments that head an injected document: the notes of the workloads it
+// changed, such as a kind injected through its spec.template without being known.
+func notes(workloads []Workload) []byte {
+	var b bytes.Buffer
+	for _, wl := range workloads {
+		if wl.Changed && wl.Note != "" {
+			line := fmt.Sprintf("rego-injector: %s/%s: %s", wl.Kind, wl.Name, wl.Note)
+			fmt.Fprintf(&b, "# %s\n", strings.Map(oneLine, line))
+		}
+	}
+	return b.Bytes()
+}
+
+// oneLine turns the characters YAML takes for line breaks into spaces, so that a comment stays one
+// comment whatever names it quotes.
+func oneLine(r rune) rune {
+	switch r {
+	case '\n', '\r', '\u0085', '\u2028', '\u2029':
+		return ' '
+	}
+	return r
 }
 
 // Explain returns the decision for every workload of the stream, changing nothing.
@@ -180,15 +216,23 @@ func (p *Processor) object(ctx context.Context, d Document, obj map[string]any, 
 		list["items"] = out
 		return list, true, nil
 	}
-	got, res, isWorkload, err := p.Injector.InjectObject(ctx, obj, p.Namespace)
-	if !isWorkload {
-		return obj, false, nil
-	}
 	meta, _ := obj["metadata"].(map[string]any)
-	wl := Workload{Document: d.Index, Kind: kind, Namespace: p.Namespace, Revision: res.Revision, Decision: res.Decision, Changed: res.Pod != nil, Current: res.Current}
+	wl := Workload{Document: d.Index, Kind: kind, Namespace: p.Namespace}
 	wl.Name, _ = meta["name"].(string)
 	if ns, _ := meta["namespace"].(string); ns != "" {
 		wl.Namespace = ns
+	}
+	got, res, isWorkload, err := p.Injector.InjectObject(ctx, obj, p.Namespace)
+	if !isWorkload {
+		if why := workload.NoTemplate(obj); why != "" {
+			wl.Skipped, wl.Note = true, why
+			*all = append(*all, wl)
+		}
+		return obj, false, nil
+	}
+	wl.Revision, wl.Decision, wl.Changed, wl.Current = res.Revision, res.Decision, res.Pod != nil, res.Current
+	if t, ok := workload.PodTemplate(obj); ok {
+		wl.Note = t.Note
 	}
 	if err != nil {
 		return obj, false, fmt.Errorf("document %d: %s %q: %w", d.Index, kind, wl.Name, err)

@@ -66,7 +66,8 @@ func TestCorpus(t *testing.T) {
 		t.Fatalf("found %d manifests under %s; the corpus has 248", len(files), dir)
 	}
 	p := processor(t)
-	var workloads, injected, passedThrough int
+	var workloads, injected, passedThrough, skipped, unknownKinds int
+	kinds := map[string]int{}
 	for _, file := range files {
 		rel, _ := filepath.Rel(dir, file)
 		t.Run(rel, func(t *testing.T) {
@@ -93,7 +94,7 @@ func TestCorpus(t *testing.T) {
 			for i, d := range docs {
 				o := outDocs[i]
 				kind, _ := d.Object["kind"].(string)
-				if !workload.IsWorkload(kind) && !isListOfWorkloads(d.Object) {
+				if _, ok := workload.PodTemplate(d.Object); !ok && !isListOfWorkloads(d.Object) {
 					passedThrough++
 					if !bytes.Equal(bytes.TrimSpace(d.Raw), bytes.TrimSpace(o.Raw)) {
 						t.Errorf("document %d (%s) changed but is not a workload", d.Index, kind)
@@ -103,6 +104,14 @@ func TestCorpus(t *testing.T) {
 				checkWorkload(t, d, o)
 			}
 			for _, w := range found {
+				kinds[w.Kind]++
+				if w.Skipped {
+					skipped++
+					continue
+				}
+				if w.Note != "" {
+					unknownKinds++
+				}
 				workloads++
 				if w.Changed {
 					injected++
@@ -118,6 +127,10 @@ func TestCorpus(t *testing.T) {
 			}
 			for _, w := range checked {
 				switch {
+				case w.Skipped:
+					if w.Validation != nil || w.Decision.Inject {
+						t.Errorf("%s %s: skipped (%s), yet decided or validated", w.Kind, w.Name, w.Note)
+					}
 				case len(w.Decision.Deny) > 0:
 					t.Errorf("%s %s: the injection policy denied it: %v", w.Kind, w.Name, w.Decision.Deny)
 				case w.Validation == nil:
@@ -136,7 +149,9 @@ func TestCorpus(t *testing.T) {
 			}
 		})
 	}
-	t.Logf("%d files, %d workloads, %d injected, %d other documents passed through", len(files), workloads, injected, passedThrough)
+	t.Logf("%d files, %d workloads (%d of kinds not known, through their spec.template), %d injected, %d without a pod template, %d other documents passed through",
+		len(files), workloads, unknownKinds, injected, skipped, passedThrough)
+	t.Logf("workloads by kind: %v; DeploymentConfig: %d, Rollout: %d", kinds, kinds["DeploymentConfig"], kinds["Rollout"])
 	if injected == 0 {
 		t.Error("nothing in the corpus was injected")
 	}
