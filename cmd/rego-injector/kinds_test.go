@@ -50,14 +50,14 @@ spec:
 	for _, d := range docs[:2] {
 		spec := d.Object["spec"].(map[string]any)
 		tmpl := spec["template"].(map[string]any)
-		containers := tmpl["spec"].(map[string]any)["containers"].([]any)
+		inits, _ := tmpl["spec"].(map[string]any)["initContainers"].([]any)
 		names := []string{}
-		for _, c := range containers {
+		for _, c := range inits {
 			names = append(names, c.(map[string]any)["name"].(string))
 		}
 		annotations, _ := tmpl["metadata"].(map[string]any)["annotations"].(map[string]any)
 		if len(names) != 2 || names[1] != "istio-proxy" || annotations["rego-injector.io/status"] == nil {
-			t.Errorf("%s not injected in spec.template: containers %v, annotations %v", d.Object["kind"], names, annotations)
+			t.Errorf("%s not injected in spec.template: init containers %v, annotations %v", d.Object["kind"], names, annotations)
 		}
 		if _, ok := tmpl["metadata"].(map[string]any)["namespace"]; ok {
 			t.Errorf("%s: the namespace was written into the template", d.Object["kind"])

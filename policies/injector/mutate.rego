@@ -45,13 +45,14 @@ skip(code, reasons, warnings) := {
 injection := {
 	"inject": true,
 	"variant": variant.name,
-	"values": object.union_n(array.concat(array.concat([lib.values], [override.values | some override in overrides.applied]), [probes.values])),
+	"values": object.union_n(array.concat(array.concat([lib.values], [override.values | some override in overrides.applied]), [probes.values, {"proxy": {"native": placement.native}}])),
 	"reasons": flatten([
 		selection.reasons,
 		reinjection_reasons,
 		[variant.reason],
 		[override.reason | some override in overrides.applied],
 		sort(probes.reasons),
+		[placement.reason],
 	]),
 	"warnings": array.concat(array.concat(lib.switch_warnings, overrides.warnings), sort(probes.warnings)),
 	"refused_overrides": overrides.refused,
@@ -179,16 +180,43 @@ reinjection_reasons := [sprintf(
 # title: Template variant
 # description: >-
 #   {"name", "reason"}: a variant the pod asks for by annotation (when the request is allowed:
-#   overrides.rego), else native for run-to-completion owners, else the first image rule a container
-#   matches, else sidecar.
+#   overrides.rego), else the first image rule a container matches, else sidecar. Where the proxy
+#   runs (a native sidecar or an ordinary container) is not a variant: see placement.
 variant := {"name": request.value, "reason": sprintf("pod annotation %s=%q asks for variant %s", [request.key, request.value, request.value])} if {
 	request := overrides.requested_variant
 	not overrides.variant_refusal
-} else := {"name": "native", "reason": sprintf("owner %s runs to completion: native sidecar", [lib.owner_string])} if {
-	lib.owner.kind in lib.native_owner_kinds
 } else := {"name": match.variant, "reason": sprintf("container %q image %q matches %q: variant %s", [match.container, match.image, match.pattern, match.variant])} if {
 	match := image_match
-} else := {"name": "sidecar", "reason": "no variant requested, no run-to-completion owner and no image rule matched: default variant sidecar"}
+} else := {"name": "sidecar", "reason": "no variant requested and no image rule matched: default variant sidecar"}
+
+native_annotation := "sidecar.istio.io/nativeSidecar"
+
+# METADATA
+# title: Where the proxy runs
+# description: >-
+#   {"native", "reason"}: true puts istio-proxy among the init containers with restartPolicy:
+#   Always (a Kubernetes native sidecar: it starts before the app, stops after it, and lets Jobs
+#   finish), false among the containers. As Istio reads sidecar.istio.io/nativeSidecar: "false"
+#   says no, any other non-empty value yes; without it, run-to-completion owners get a native
+#   sidecar, and other pods the bundle's native_sidecars setting. A pod that declares its own
+#   istio-proxy (to override some of its fields) keeps it where it declared it.
+placement := {"native": false, "reason": sprintf("the pod declares its own %s container among its containers: it stays there", [lib.proxy_name])} if {
+	some container in lib.containers
+	container.name == lib.proxy_name
+} else := {"native": true, "reason": sprintf("the pod declares its own %s container among its init containers: it stays there, a native sidecar", [lib.proxy_name])} if {
+	some container in lib.init_containers
+	container.name == lib.proxy_name
+} else := {"native": false, "reason": sprintf("pod annotation %s=\"false\": istio-proxy runs as an ordinary container", [native_annotation])} if {
+	lib.pod_annotations[native_annotation] == "false"
+} else := {"native": true, "reason": sprintf("pod annotation %s=%q: istio-proxy runs as a native sidecar", [native_annotation, value])} if {
+	value := lib.pod_annotations[native_annotation]
+	is_string(value)
+	value != ""
+} else := {"native": true, "reason": sprintf("owner %s runs to completion: istio-proxy runs as a native sidecar", [lib.owner_string])} if {
+	lib.owner.kind in lib.native_owner_kinds
+} else := {"native": true, "reason": "config native_sidecars is true: istio-proxy runs as a native sidecar (an init container with restartPolicy: Always)"} if {
+	lib.native_sidecars == true
+} else := {"native": false, "reason": "config native_sidecars is false: istio-proxy runs as an ordinary container"}
 
 # The first image rule a container matches: config image_variants in order, then each rule's patterns
 # in order, then containers in order. A null delimiter list lets `*` match across `/` and `.`.

@@ -42,14 +42,20 @@ skipped(reasons, warnings) := {
 	"warnings": warnings,
 }
 
+# The values of an injected pod that asks for nothing: the bundle's, the proxy a native sidecar.
+default_values := object.union(data.injector.values, {"proxy": {"native": true}})
+
+native_by_default := "config native_sidecars is true: istio-proxy runs as a native sidecar (an init container with restartPolicy: Always)"
+
 injected_by_default := {
 	"inject": true,
 	"variant": "sidecar",
-	"values": data.injector.values,
+	"values": default_values,
 	"reasons": [
 		`namespace "team-a" is labelled istio-injection=enabled`,
 		"the global injection policy is enabled: pods in enabled namespaces are injected unless they opt out",
-		"no variant requested, no run-to-completion owner and no image rule matched: default variant sidecar",
+		"no variant requested and no image rule matched: default variant sidecar",
+		native_by_default,
 	],
 	"warnings": [],
 	"refused_overrides": [],
@@ -190,12 +196,13 @@ test_other_revision_is_reinjected if {
 	decision := mutate.decision with input as labelled({}, {"rego-injector.io/status": status("default-0")})
 	decision.inject == true
 	decision.variant == "sidecar"
-	decision.values == data.injector.values
+	decision.values == default_values
 	decision.reasons == [
 		`namespace "team-a" is labelled istio-injection=enabled`,
 		"the global injection policy is enabled: pods in enabled namespaces are injected unless they opt out",
 		`re-injecting: pod was injected at revision "default-0", bundle is now "default-1"`,
-		"no variant requested, no run-to-completion owner and no image rule matched: default variant sidecar",
+		"no variant requested and no image rule matched: default variant sidecar",
+		native_by_default,
 	]
 	decision.warnings == []
 }
@@ -247,10 +254,11 @@ test_label_opts_in_without_namespace_label if {
 	object.remove(mutate.decision, {"code"}) == {
 		"inject": true,
 		"variant": "sidecar",
-		"values": data.injector.values,
+		"values": default_values,
 		"reasons": [
 			`pod label sidecar.istio.io/inject="true" opts the pod in`,
-			"no variant requested, no run-to-completion owner and no image rule matched: default variant sidecar",
+			"no variant requested and no image rule matched: default variant sidecar",
+			native_by_default,
 		],
 		"warnings": [],
 		"refused_overrides": [],
@@ -383,9 +391,14 @@ test_disabled_policy_without_pod_keys if {
 
 # --- variants ----------------------------------------------------------------------------------------
 
-variant_of(pod) := {"variant": decision.variant, "reason": decision.reasons[count(decision.reasons) - 1], "warnings": decision.warnings} if {
+variant_of(pod) := {"variant": decision.variant, "reason": reason, "warnings": decision.warnings} if {
 	decision := mutate.decision with input as pod
 	decision.inject == true
+	reason := mutate.variant.reason with input as pod
+}
+
+placement_of(pod) := placement if {
+	placement := mutate.placement with input as pod
 }
 
 with_owner(pod, owner) := object.union(pod, {"owner": owner})
@@ -417,11 +430,11 @@ test_variant_annotation_beats_owner_and_image if {
 test_variant_refused_annotation_warns_and_falls_through if {
 	variant_of(labelled({}, {"rego-injector.io/variant": "gateway"})) == {
 		"variant": "sidecar",
-		"reason": "no variant requested, no run-to-completion owner and no image rule matched: default variant sidecar",
+		"reason": "no variant requested and no image rule matched: default variant sidecar",
 		"warnings": [`pod annotation rego-injector.io/variant="gateway" asks for a variant pods may not request (allowed: native, proxy-only, sidecar); ignoring it`],
 	}
 	pod := with_owner(labelled({}, {"inject.istio.io/templates": "sidecar,custom"}), {"kind": "CronJob", "name": "nightly"})
-	variant_of(pod).variant == "native"
+	variant_of(pod).variant == "sidecar"
 	count(variant_of(pod).warnings) == 1
 }
 
@@ -430,23 +443,47 @@ test_variant_refused_annotation_does_not_warn_when_not_injecting if {
 	mutate.decision.warnings == [] with input as pod
 }
 
-test_variant_native_for_job_and_cronjob_owners if {
-	variant_of(with_owner(in_namespace(enabled), {"apiVersion": "batch/v1", "kind": "Job", "name": "migrate"})) == {
-		"variant": "native",
-		"reason": "owner Job/migrate runs to completion: native sidecar",
-		"warnings": [],
+test_jobs_get_a_native_sidecar_whatever_the_bundle_says if {
+	for_job := with_owner(in_namespace(enabled), {"apiVersion": "batch/v1", "kind": "Job", "name": "migrate"})
+	placement_of(for_job) == {"native": true, "reason": "owner Job/migrate runs to completion: istio-proxy runs as a native sidecar"} with data.injector.config.native_sidecars as false
+	placement_of(with_owner(in_namespace(enabled), {"kind": "CronJob", "name": "nightly"})).native == true with data.injector.config.native_sidecars as false
+	variant_of(for_job).variant == "sidecar"
+	from_reference := pod_input(enabled, {"ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "migrate-x7", "controller": true}]}, app)
+	placement_of(from_reference).reason == "owner Job/migrate-x7 runs to completion: istio-proxy runs as a native sidecar" with data.injector.config.native_sidecars as false
+}
+
+test_native_sidecars_by_default if {
+	placement_of(in_namespace(enabled)) == {"native": true, "reason": native_by_default}
+	d := mutate.decision with input as in_namespace(enabled)
+	d.values.proxy.native == true
+	d.reasons[count(d.reasons) - 1] == native_by_default
+}
+
+test_native_sidecars_off_in_the_bundle if {
+	placement_of(in_namespace(enabled)) == {"native": false, "reason": "config native_sidecars is false: istio-proxy runs as an ordinary container"} with data.injector.config.native_sidecars as false
+	placement_of(with_owner(in_namespace(enabled), {"kind": "Deployment", "name": "web"})).native == false with data.injector.config.native_sidecars as false
+
+	# a mistyped setting is the default
+	placement_of(in_namespace(enabled)).native == true with data.injector.config.native_sidecars as "false"
+}
+
+test_native_sidecar_annotation_as_istio_reads_it if {
+	placement_of(labelled({}, {"sidecar.istio.io/nativeSidecar": "false"})) == {"native": false, "reason": `pod annotation sidecar.istio.io/nativeSidecar="false": istio-proxy runs as an ordinary container`}
+	job := with_owner(labelled({}, {"sidecar.istio.io/nativeSidecar": "false"}), {"kind": "Job", "name": "migrate"})
+	placement_of(job).native == false
+	every value in ["true", "False", "yes"] {
+		placement_of(labelled({}, {"sidecar.istio.io/nativeSidecar": value})) == {"native": true, "reason": sprintf("pod annotation sidecar.istio.io/nativeSidecar=%q: istio-proxy runs as a native sidecar", [value])} with data.injector.config.native_sidecars as false
 	}
-	variant_of(with_owner(in_namespace(enabled), {"apiVersion": "batch/v1", "kind": "CronJob", "name": "nightly"})).reason == "owner CronJob/nightly runs to completion: native sidecar"
+
+	# empty, or not a string: the defaults decide
+	placement_of(labelled({}, {"sidecar.istio.io/nativeSidecar": ""})).native == false with data.injector.config.native_sidecars as false
+	placement_of(labelled({}, {"sidecar.istio.io/nativeSidecar": false})).reason == native_by_default
 }
 
-test_variant_native_from_owner_reference if {
-	pod := pod_input(enabled, {"ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "migrate-x7", "controller": true}]}, app)
-	variant_of(pod).reason == "owner Job/migrate-x7 runs to completion: native sidecar"
-}
-
-test_variant_owner_beats_image if {
+test_owner_does_not_choose_the_variant if {
 	pod := with_owner(with_images(["redis:7"]), {"kind": "Job", "name": "warm-cache"})
-	variant_of(pod).variant == "native"
+	variant_of(pod).variant == "proxy-only"
+	placement_of(pod).native == true
 }
 
 test_variant_long_running_owner_is_not_native if {
@@ -530,7 +567,7 @@ test_resource_annotation_overrides if {
 	decision.inject == true
 	decision.values.proxy.resources == {"requests": {"cpu": "200m", "memory": "256Mi"}, "limits": {"cpu": "1.5", "memory": "2Gi"}}
 	object.remove(decision.values, ["proxy"]) == object.remove(data.injector.values, ["proxy"])
-	object.remove(decision.values.proxy, ["resources"]) == object.remove(data.injector.values.proxy, ["resources"])
+	object.remove(decision.values.proxy, ["resources"]) == object.remove(default_values.proxy, ["resources"])
 	array.slice(decision.reasons, 3, 7) == [
 		`pod annotation sidecar.istio.io/proxyCPU="200m" sets proxy requests.cpu`,
 		`pod annotation sidecar.istio.io/proxyCPULimit="1.5" sets proxy limits.cpu`,
@@ -549,7 +586,7 @@ test_one_resource_override_keeps_the_rest if {
 test_invalid_resource_annotation_is_ignored_with_warning if {
 	decision := mutate.decision with input as labelled({}, {"sidecar.istio.io/proxyCPU": "lots", "sidecar.istio.io/proxyMemory": "-1Gi"})
 	decision.inject == true
-	decision.values == data.injector.values
+	decision.values == default_values
 	decision.reasons == injected_by_default.reasons
 	decision.warnings == [
 		`pod annotation sidecar.istio.io/proxyCPU="lots" is not a resource quantity; ignoring it`,
@@ -633,4 +670,11 @@ test_skip_codes if {
 	disabled.code == "policy_disabled"
 	injected := mutate.decision with input as in_namespace(enabled)
 	not injected.code
+}
+
+test_a_pod_that_declares_its_proxy_keeps_it_where_it_is if {
+	in_containers := pod_input(enabled, {}, {"containers": [{"name": "app"}, {"name": "istio-proxy", "image": "auto"}]})
+	placement_of(in_containers) == {"native": false, "reason": "the pod declares its own istio-proxy container among its containers: it stays there"}
+	in_inits := pod_input(enabled, {"annotations": {"sidecar.istio.io/nativeSidecar": "false"}}, {"initContainers": [{"name": "istio-proxy"}], "containers": [{"name": "app"}]})
+	placement_of(in_inits).native == true
 }

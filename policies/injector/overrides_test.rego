@@ -31,15 +31,20 @@ deny_mode := {"refused": "deny"}
 default_reasons := [
 	`namespace "team-a" is labelled istio-injection=enabled`,
 	"the global injection policy is enabled: pods in enabled namespaces are injected unless they opt out",
-	"no variant requested, no run-to-completion owner and no image rule matched: default variant sidecar",
+	"no variant requested and no image rule matched: default variant sidecar",
 ]
+
+placement_reason := "config native_sidecars is true: istio-proxy runs as a native sidecar (an init container with restartPolicy: Always)"
+
+# The values of a pod that asks for nothing.
+shipped := object.union(data.injector.values, {"proxy": {"native": true}})
 
 # The decision honours the override: values as shipped but for patch, one more reason, no warning.
 honoured(annotations, patch, reason) if {
 	d := decide(annotations)
 	d.inject == true
-	d.values == object.union(data.injector.values, patch)
-	d.reasons == array.concat(default_reasons, [reason])
+	d.values == object.union(shipped, patch)
+	d.reasons == array.concat(default_reasons, [reason, placement_reason])
 	d.warnings == []
 	d.refused_overrides == []
 }
@@ -49,8 +54,8 @@ ignored(annotations, reason) if {
 	[key] := [k | some k, _ in annotations]
 	d := decide(annotations)
 	d.inject == true
-	d.values == data.injector.values
-	d.reasons == default_reasons
+	d.values == shipped
+	d.reasons == array.concat(default_reasons, [placement_reason])
 	d.warnings == [sprintf("%s; ignoring it", [reason])]
 	d.refused_overrides == [{"annotation": key, "value": annotations[key], "reason": reason}]
 }
@@ -78,7 +83,7 @@ refused(annotations, reason) if {
 
 test_pod_without_overrides_is_injected_as_shipped if {
 	d := decide({})
-	d.values == data.injector.values
+	d.values == shipped
 	d.refused_overrides == []
 	not d.deny
 	d2 := decide({}) with data.injector.config.overrides.refused as "deny"
@@ -259,7 +264,7 @@ test_resource_maxima_follow_the_config if {
 
 test_resource_annotations_with_a_bad_path_are_not_overrides if {
 	d := decide({"example.com/cpu": "1"}) with data.injector.config.resource_annotations as {"example.com/cpu": ["cpu"]}
-	d.values == data.injector.values
+	d.values == shipped
 	d.refused_overrides == []
 }
 
@@ -438,7 +443,7 @@ test_every_override_can_be_restricted if {
 		restricted := object.union(data.injector.config.overrides, {override: {"subjects": {"users": ["bob"]}}})
 		d := decide(annotations) with data.injector.config.overrides as restricted
 		count(d.refused_overrides) == 1
-		d.values == data.injector.values
+		d.values == shipped
 		d.variant == "sidecar"
 	}
 }

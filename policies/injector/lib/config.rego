@@ -32,6 +32,9 @@ requestable_variants := {name | some name in setting("requestable_variants", [])
 
 native_owner_kinds := {kind | some kind in setting("native_owner_kinds", [])}
 
+# Whether the proxy runs as a native sidecar unless a pod says otherwise.
+native_sidecars := setting("native_sidecars", true)
+
 image_variants := setting("image_variants", [])
 
 resource_annotations := setting("resource_annotations", {})
