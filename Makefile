@@ -15,7 +15,7 @@ COVERAGE  ?= 90
 SIGNING_KEY ?=
 SIGNING_ALG ?= RS256
 
-.PHONY: help run build test go-test opa-test lint bundle bench load soak check-examples fuzz e2e cluster-binaries clean
+.PHONY: help run build test go-test opa-test lint bundle bench load soak faults check-examples fuzz e2e cluster-binaries clean
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -76,6 +76,12 @@ check-examples: build ## rego-injector check over examples/ (JUnit report in bui
 soak: build bundle ## 10 minutes of distinct pods at 200/s with a bundle swap and a certificate rotation halfway: 0 failures, RSS flat (SOAKFLAGS="-soak 2m" shortens it)
 	$(GO) build -o bin/bench ./test/bench
 	$(if $(shell command -v taskset),taskset -c 1) bin/bench -server $(BIN) -soak 10m $(SOAKFLAGS)
+
+faults: build bundle ## 150 pods/s while in turn the bundle server hangs, then serves garbage, the apiserver stops, the certificate changes, SIGTERM (~2 min, FAULTFLAGS="-fault-only cert"); exit 1 on a failure docs/operations.md does not predict
+	$(GO) build -o bin/bench ./test/bench
+	@bin=$${REGO_INJECTOR_CLUSTER_BIN:-$$(test/tools/cluster-binaries.sh)} || bin=; \
+	echo "$(if $(shell command -v taskset),taskset -c 1) bin/bench -server $(BIN) -faults -cluster-bin $$bin $(FAULTFLAGS)"; \
+	$(if $(shell command -v taskset),taskset -c 1) bin/bench -server $(BIN) -faults -cluster-bin "$$bin" $(FAULTFLAGS)
 
 fuzz: ## fuzz the decoders that read network input, $(FUZZTIME) each
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./engine/admission

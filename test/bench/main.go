@@ -7,6 +7,12 @@
 // server's RSS. Traffic goes to 127.0.0.1 only, and every run is bounded in time.
 //
 //	go run ./test/bench -server bin/rego-injector -opa bin/opa -rates 250,500,1000 -duration 20s
+//
+// With -soak it runs rego-injector alone for minutes, swapping its bundle and rotating its
+// certificate halfway (soak.go). With -faults it runs rego-injector alone under steady load and
+// injects faults one after another: its bundle server hangs, then serves garbage; the
+// kube-apiserver it reads namespaces from is stopped; its serving certificate is replaced; it gets
+// SIGTERM (faults.go).
 package main
 
 import (
@@ -49,18 +55,39 @@ func main() {
 	modes := flag.String("mode", "same,distinct", "same: every request carries the same pod (the replicas of one workload); distinct: every pod differs (a label numbers it), so no answer can be reused")
 	soakFor := flag.Duration("soak", 0, "instead of the comparison, run rego-injector alone this long (at most 15m) at -soak-rate distinct pods per second, swapping its bundle and rotating its certificate halfway, sampling RSS")
 	soakRate := flag.Int("soak-rate", 200, "requests per second of the soak")
+	faultRun := flag.Bool("faults", false, "instead of the comparison, run rego-injector alone under steady load and inject faults one after another: its bundle server hangs then serves garbage, the apiserver is stopped, the serving certificate is replaced, SIGTERM; fail on a failed admission the documented behaviour does not predict")
+	faultRate := flag.Int("fault-rate", 150, "distinct pods per second of the fault run over kept-alive connections (a tenth more, at least 5, each on a new connection)")
+	faultWindow := flag.Duration("fault-window", 15*time.Second, "how long each fault of the fault run lasts (5s to 30s)")
+	shutdownDelay := flag.Duration("shutdown-delay", 5*time.Second, "serve's --shutdown-delay in the fault run (the Deployment sets 5s)")
+	clusterBin := flag.String("cluster-bin", os.Getenv("REGO_INJECTOR_CLUSTER_BIN"), "directory of the etcd and kube-apiserver binaries for the fault run (test/tools/cluster-binaries.sh prints it); without them the apiserver fault is skipped")
+	faultOnly := flag.String("fault-only", "", "comma-separated faults of the fault run to inject, of bundle, apiserver, cert, sigterm (empty: all)")
 	flag.Parse()
 	*duration = min(*duration, time.Minute)
 	var err error
-	if *soakFor > 0 {
+	switch {
+	case *faultRun:
+		err = faults(faultConfig{server: *server, rate: min(max(*faultRate, 1), 2000), window: min(max(*faultWindow, 5*time.Second), 30*time.Second),
+			shutdownDelay: min(*shutdownDelay, 30*time.Second), clusterBin: *clusterBin, cpu: *cpu, only: splitList(*faultOnly)})
+	case *soakFor > 0:
 		err = soak(*server, min(*soakFor, 15*time.Minute), *soakRate, *cpu)
-	} else {
+	default:
 		err = run(*server, *opa, strings.Split(*pods, ","), strings.Split(*modes, ","), parseRates(*rates), *duration, *saturate, *cpu)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func parseRates(s string) []int {
@@ -229,9 +256,12 @@ func waitReady(cfg *tls.Config, url string) error {
 	return errors.New("not ready after 30 s")
 }
 
-// review wraps a benchmark pod in an AdmissionReview; the pod opts in by label, as neither server
-// has a cluster to read namespace labels from.
-func review(name string) ([]byte, error) {
+// review wraps a benchmark pod in an AdmissionReview in namespace shop; the pod opts in by label,
+// as neither server has a cluster to read namespace labels from.
+func review(name string) ([]byte, error) { return reviewFor(name, "shop") }
+
+// reviewFor is review in namespace.
+func reviewFor(name, namespace string) ([]byte, error) {
 	raw, err := os.ReadFile(filepath.Join("engine", "injector", "testdata", "bench", name+".json"))
 	if err != nil {
 		return nil, err
@@ -253,7 +283,7 @@ func review(name string) ([]byte, error) {
 		"request": map[string]any{
 			"uid": "bench", "kind": map[string]any{"group": "", "version": "v1", "kind": "Pod"},
 			"resource":  map[string]any{"group": "", "version": "v1", "resource": "pods"},
-			"namespace": "shop", "operation": "CREATE", "userInfo": map[string]any{"username": "bench"},
+			"namespace": namespace, "operation": "CREATE", "userInfo": map[string]any{"username": "bench"},
 			"object": pod,
 		},
 	})
@@ -337,12 +367,17 @@ func targets(url string, body []byte, distinct bool) vegeta.Targeter {
 	if !distinct {
 		return vegeta.NewStaticTargeter(vegeta.Target{Method: http.MethodPost, URL: url, Body: body, Header: header})
 	}
+	return numbered(url, body, new(atomic.Uint64))
+}
+
+// numbered posts body with the pod's seqLabel set to the next value of seq.
+func numbered(url string, body []byte, seq *atomic.Uint64) vegeta.Targeter {
+	header := http.Header{"Content-Type": []string{"application/json"}}
 	at := bytes.Index(body, []byte(`"`+seqLabel+`":"`+seqZero+`"`))
 	if at < 0 {
 		panic("the review carries no " + seqLabel + " label to number") // review always adds it
 	}
 	at += len(seqLabel) + 4
-	var seq atomic.Uint64
 	return func(t *vegeta.Target) error {
 		b := bytes.Clone(body)
 		copy(b[at:at+len(seqZero)], fmt.Sprintf("%010d", seq.Add(1)))
