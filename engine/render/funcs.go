@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"text/template"
 
@@ -29,6 +30,7 @@ func Funcs() template.FuncMap {
 	fm["label"] = label
 	fm["isset"] = isset
 	fm["valueOrDefault"] = valueOrDefault
+	fm["excludeInboundPort"] = excludeInboundPort
 	fm["appProbers"] = appProbers
 	fm["probeRewrites"] = probeRewrites
 	// include is bound to each variant's template set by Parse.
@@ -126,4 +128,25 @@ func valueOrDefault(v, def any) any {
 		return def
 	}
 	return v
+}
+
+// excludeInboundPort adds port to the comma-separated list of ports, as Istio's template function
+// of that name does: the list as it is when port is empty, 0 or already one of its items, else its
+// items trimmed, empty ones dropped, and port last.
+func excludeInboundPort(port any, list string) string {
+	p := strings.TrimSpace(fmt.Sprint(port))
+	if p == "" || p == "0" {
+		return list
+	}
+	items := strings.Split(list, ",")
+	if slices.Contains(items, p) {
+		return list
+	}
+	var out []string
+	for _, item := range items {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return strings.Join(append(out, p), ",")
 }

@@ -137,3 +137,24 @@ func TestParsedPartialsAreNotShared(t *testing.T) {
 		t.Fatalf("another pod got a cached partial: name %v", got)
 	}
 }
+
+// TestExcludeInboundPort: the status port joins the excluded inbound ports as Istio's template
+// function adds it.
+func TestExcludeInboundPort(t *testing.T) {
+	for _, c := range []struct {
+		port any
+		list string
+		want string
+	}{
+		{15020, "8080, 9090", "8080,9090,15020"},
+		{15020, "15020", "15020"},
+		{15020, "", "15020"},
+		{"15030", "8080,,9090", "8080,9090,15030"},
+		{0, "8080", "8080"},
+		{"", " 8080", " 8080"},
+	} {
+		if got := render.Funcs()["excludeInboundPort"].(func(any, string) string)(c.port, c.list); got != c.want {
+			t.Errorf("excludeInboundPort(%v, %q) = %q, want %q", c.port, c.list, got, c.want)
+		}
+	}
+}

@@ -39,6 +39,22 @@ istio_overrides := {
 		"override": "redirect", "check": "ranges",
 		"path": ["init", "excludeOutboundIPRanges"], "effect": "sets the outbound IP ranges excluded from the redirect",
 	},
+	"traffic.sidecar.istio.io/includeOutboundPorts": {
+		"override": "redirect", "check": "ports",
+		"path": ["init", "includeOutboundPorts"], "effect": "sets the outbound ports redirected to the proxy whatever their destination",
+	},
+	"sidecar.istio.io/interceptionMode": {
+		"override": "redirect", "check": "interception_mode",
+		"path": ["init", "interceptionMode"], "effect": "sets how traffic is redirected to the proxy",
+	},
+	"traffic.sidecar.istio.io/excludeInterfaces": {
+		"override": "redirect", "check": "interfaces",
+		"path": ["init", "excludeInterfaces"], "effect": "sets the network interfaces whose traffic is not redirected",
+	},
+	"traffic.sidecar.istio.io/kubevirtInterfaces": {
+		"override": "redirect", "check": "interfaces",
+		"path": ["init", "kubevirtInterfaces"], "effect": "sets the virtual machine interfaces whose outbound traffic is redirected",
+	},
 }
 
 # The entry of annotation key: a resource annotation of config resource_annotations (which wins, as
@@ -160,6 +176,12 @@ value_problem(entry, value) := "is not an image reference" if {
 	entry.check == "ranges_or_all"
 	value != "*"
 	not range_list(value)
+} else := "is not an interception mode (REDIRECT, TPROXY or NONE)" if {
+	entry.check == "interception_mode"
+	not value in {"REDIRECT", "TPROXY", "NONE"}
+} else := "is not a comma-separated list of network interface names" if {
+	entry.check == "interfaces"
+	not interface_list(value)
 } else := "is not a resource quantity" if {
 	entry.check == "quantity"
 	not quantity(value)
@@ -184,7 +206,7 @@ override_value(entry, value) := concat(",", [items | some items in [shipped, con
 	shipped := object.get(lib.values, entry.path, "")
 	is_string(shipped)
 } else := concat(",", list_items(value)) if {
-	entry.check in {"ports", "ports_or_all", "ranges", "ranges_or_all"}
+	entry.check in {"ports", "ports_or_all", "ranges", "ranges_or_all", "interfaces"}
 } else := value
 
 nest([a, b], value) := {a: {b: value}}
@@ -259,6 +281,13 @@ port(item) if {
 	regex.match(`^[0-9]{1,5}$`, item)
 	to_number(item) >= 1
 	to_number(item) <= 65535
+}
+
+# Network interface names as Linux takes them: 1-15 characters, no slash, colon or space.
+interface_list(value) if {
+	every item in list_items(value) {
+		regex.match(`^[A-Za-z0-9_.@-]{1,15}$`, item)
+	}
 }
 
 range_list(value) if {

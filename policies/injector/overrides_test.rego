@@ -282,9 +282,10 @@ test_quantity_values if {
 # --- excluded ports ----------------------------------------------------------------------------------
 
 test_excluded_inbound_ports_are_added_to_the_defaults if {
+	# the template always excludes 15090, 15021 and the status port besides these
 	honoured(
 		{"traffic.sidecar.istio.io/excludeInboundPorts": "8080, 9090"},
-		{"init": {"excludeInboundPorts": "15020,15021,15090,8080,9090"}},
+		{"init": {"excludeInboundPorts": "8080,9090"}},
 		`pod annotation traffic.sidecar.istio.io/excludeInboundPorts="8080, 9090" adds inbound ports excluded from the redirect`,
 	)
 }
@@ -332,6 +333,53 @@ test_ports if {
 }
 
 # --- redirect ----------------------------------------------------------------------------------------
+
+test_interception_mode if {
+	every mode in ["REDIRECT", "TPROXY", "NONE"] {
+		honoured(
+			{"sidecar.istio.io/interceptionMode": mode},
+			{"init": {"interceptionMode": mode}},
+			sprintf("pod annotation sidecar.istio.io/interceptionMode=%q sets how traffic is redirected to the proxy", [mode]),
+		)
+	}
+	every mode in ["redirect", "", "TPROXY,NONE"] {
+		refused(
+			{"sidecar.istio.io/interceptionMode": mode},
+			sprintf("pod annotation sidecar.istio.io/interceptionMode=%q is not an interception mode (REDIRECT, TPROXY or NONE)", [mode]),
+		)
+	}
+}
+
+test_included_outbound_ports if {
+	honoured(
+		{"traffic.sidecar.istio.io/includeOutboundPorts": "443, 8443"},
+		{"init": {"includeOutboundPorts": "443,8443"}},
+		`pod annotation traffic.sidecar.istio.io/includeOutboundPorts="443, 8443" sets the outbound ports redirected to the proxy whatever their destination`,
+	)
+	refused(
+		{"traffic.sidecar.istio.io/includeOutboundPorts": "*"},
+		`pod annotation traffic.sidecar.istio.io/includeOutboundPorts="*" is not a comma-separated list of ports (1-65535)`,
+	)
+}
+
+test_interfaces if {
+	honoured(
+		{"traffic.sidecar.istio.io/excludeInterfaces": "eth1, net1"},
+		{"init": {"excludeInterfaces": "eth1,net1"}},
+		`pod annotation traffic.sidecar.istio.io/excludeInterfaces="eth1, net1" sets the network interfaces whose traffic is not redirected`,
+	)
+	honoured(
+		{"traffic.sidecar.istio.io/kubevirtInterfaces": "k6t-eth0"},
+		{"init": {"kubevirtInterfaces": "k6t-eth0"}},
+		`pod annotation traffic.sidecar.istio.io/kubevirtInterfaces="k6t-eth0" sets the virtual machine interfaces whose outbound traffic is redirected`,
+	)
+	every value in ["eth 1", "a-very-long-interface-name", "eth0;rm", "eth0/1"] {
+		refused(
+			{"traffic.sidecar.istio.io/excludeInterfaces": value},
+			sprintf("pod annotation traffic.sidecar.istio.io/excludeInterfaces=%q is not a comma-separated list of network interface names", [value]),
+		)
+	}
+}
 
 test_included_inbound_ports if {
 	honoured(
