@@ -140,7 +140,7 @@ func TestReloadDirectory(t *testing.T) {
 	}
 	time.Sleep(20 * time.Millisecond) // a distinct modification time
 	writeDir(t, dir, defaultAt(t, "dir-2"))
-	waitFor(t, "dir-2", func() bool { return inj.Revision() == "dir-2" })
+	waitFor(t, "dir-2", func() bool { return inj.Revision() == "dir-2" && r.Status().Revision == "dir-2" })
 	if st := r.Status(); st.Activations != 2 || st.Refusals != 0 {
 		t.Errorf("status %+v", st)
 	}
@@ -149,9 +149,9 @@ func TestReloadDirectory(t *testing.T) {
 func TestReloadTarball(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "bundle.tar.gz")
 	writeTarball(t, file, defaultAt(t, "tar-1"), nil)
-	inj, _ := start(t, nil, file)
+	inj, r := start(t, nil, file)
 	writeTarball(t, file, defaultAt(t, "tar-2"), nil)
-	waitFor(t, "tar-2", func() bool { return inj.Revision() == "tar-2" })
+	waitFor(t, "tar-2", func() bool { return inj.Revision() == "tar-2" && r.Status().Revision == "tar-2" })
 }
 
 // TestBadBundlesKeepTheLastGood: with a verification key configured, each bad bundle is refused
@@ -229,7 +229,7 @@ func TestBadBundlesKeepTheLastGood(t *testing.T) {
 		t.Fatalf("a tampered bundle was activated")
 	}
 	writeTarball(t, file, defaultAt(t, "good-2"), key)
-	waitFor(t, "good-2", func() bool { return inj.Revision() == "good-2" })
+	waitFor(t, "good-2", func() bool { return inj.Revision() == "good-2" && r.Status().Revision == "good-2" })
 }
 
 // TestBundleServer: a bundle server answering with an ETag; unchanged polls are 304s and compile
@@ -261,13 +261,13 @@ func TestBundleServer(t *testing.T) {
 	}))
 	defer srv.Close()
 	inj, r := start(t, nil, srv.URL+"/bundles/default.tar.gz")
-	waitFor(t, "http-1", func() bool { return inj.Revision() == "http-1" })
+	waitFor(t, "http-1", func() bool { return inj.Revision() == "http-1" && r.Status().Revision == "http-1" })
 	waitFor(t, "two 304s", func() bool { return notModified.Load() >= 2 })
 	if st := r.Status(); st.Activations != 1 || full.Load() != 1 {
 		t.Fatalf("unchanged bundle recompiled: %+v, %d full downloads", st, full.Load())
 	}
 	publish(defaultAt(t, "http-2"), `"v2"`)
-	waitFor(t, "http-2", func() bool { return inj.Revision() == "http-2" })
+	waitFor(t, "http-2", func() bool { return inj.Revision() == "http-2" && r.Status().Revision == "http-2" })
 	if r.Status().Activations != 2 {
 		t.Errorf("status %+v", r.Status())
 	}
@@ -313,12 +313,12 @@ func TestReloadConfigMapVolume(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	inj, _ := start(t, nil, dir)
+	inj, r := start(t, nil, dir)
 	if inj.Revision() != "cm-1" {
 		t.Fatalf("revision %q", inj.Revision())
 	}
 	version("..2026_02", "cm-2")
-	waitFor(t, "cm-2", func() bool { return inj.Revision() == "cm-2" })
+	waitFor(t, "cm-2", func() bool { return inj.Revision() == "cm-2" && r.Status().Revision == "cm-2" })
 }
 
 // TestBundleServerWithoutETags: a server that sends the same bundle in full on every poll costs a
@@ -335,7 +335,7 @@ func TestBundleServerWithoutETags(t *testing.T) {
 	}))
 	defer srv.Close()
 	inj, r := start(t, nil, srv.URL+"/b.tar.gz")
-	waitFor(t, "plain-1", func() bool { return inj.Revision() == "plain-1" })
+	waitFor(t, "plain-1", func() bool { return inj.Revision() == "plain-1" && r.Status().Revision == "plain-1" })
 	waitFor(t, "three downloads", func() bool { return served.Load() >= 3 })
 	if st := r.Status(); st.Activations != 1 {
 		t.Fatalf("the same bundle was activated %d times", st.Activations)
