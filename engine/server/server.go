@@ -35,7 +35,9 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// ShutdownDelay is how long the server keeps answering, with /readyz failing, after it is told
 	// to stop and before it stops accepting connections: time for the endpoints to drop this
-	// replica, so that the apiserver sends no admission to a closed port.
+	// replica, so that the apiserver sends no admission to a closed port. Every answer in that time
+	// closes its connection, so that the apiserver's kept-alive connections are gone, not cut, by
+	// the end of it.
 	ShutdownDelay time.Duration
 	Log           *slog.Logger
 }
@@ -72,7 +74,16 @@ func handler(cfg Config, stopping *atomic.Bool) http.Handler {
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Metrics.Registry, promhttp.HandlerOpts{}))
 	}
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if stopping.Load() {
+			// Tell the client not to send on this connection again (HTTP/1.1 closes it after the
+			// response, HTTP/2 sends GOAWAY): a request it wrote on a kept-alive connection just
+			// as the connection was closed would be lost, and the apiserver does not retry an
+			// admission.
+			w.Header().Set("Connection", "close")
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // Serve serves Handler(cfg) over TLS on ln until ctx is done, then shuts down gracefully: /readyz

@@ -241,25 +241,27 @@ func TestHealthReadyMetrics(t *testing.T) {
 }
 
 // TestGracefulShutdown: told to stop, the server fails /readyz at once but keeps answering
-// admissions for the shutdown delay, then returns.
+// admissions for the shutdown delay, each on a connection it then closes, then returns.
 func TestGracefulShutdown(t *testing.T) {
 	base, c, stop := startWith(t, "", func(cfg *server.Config) { cfg.ShutdownDelay = 500 * time.Millisecond })
-	get := func(path string) int {
+	get := func(path string) (int, bool) {
 		resp, err := c.Get(base + path)
 		if err != nil {
 			t.Fatalf("GET %s: %v", path, err)
 		}
 		resp.Body.Close()
-		return resp.StatusCode
+		return resp.StatusCode, resp.Close
 	}
-	if code := get("/readyz"); code != http.StatusOK {
-		t.Fatalf("not ready before shutdown: %d", code)
+	if code, closing := get("/readyz"); code != http.StatusOK || closing {
+		t.Fatalf("before shutdown: %d, connection closed %v", code, closing)
 	}
 	stopped := make(chan error, 1)
 	go func() { stopped <- stop() }()
 	time.Sleep(100 * time.Millisecond)
-	if code := get("/readyz"); code != http.StatusServiceUnavailable {
-		t.Errorf("/readyz during shutdown: %d, want 503", code)
+	// Each answer in the delay closes its connection, so that no kept-alive connection is cut
+	// under a request at the end of it.
+	if code, closing := get("/readyz"); code != http.StatusServiceUnavailable || !closing {
+		t.Errorf("/readyz during shutdown: %d, connection closed %v; want 503 and Connection: close", code, closing)
 	}
 	if code, body := post(t, c, base+"/inject", "application/json", review("admission.k8s.io/v1", "Pod", "pods", pod)); code != http.StatusOK {
 		t.Errorf("admission refused during the shutdown delay: %d %s", code, body)
