@@ -213,9 +213,19 @@ func faults(c faultConfig) error {
 		term = r.sigterm(cmd.Process, exited, c.shutdownDelay)
 		delay := r.phases[len(r.phases)-1]
 		delay.to, delay.readyz, delay.metrics = term.lastOpen, term.snapReadyz, term.snapMetrics
+		// The listener's last accepted connection is known to 10 ms: a connection dialled in
+		// the last instants of the delay may be one the listener closed on (see below).
+		delay.predicted = func(s sample) bool {
+			return s.class == "reset" && s.sent.After(term.lastOpen.Add(-50*time.Millisecond))
+		}
 		closed := &faultPhase{name: "SIGTERM: listener closed, process exiting",
-			expect: "requests in flight answered; every new one refused (connection refused): the apiserver applies failurePolicy",
-			from:   term.lastOpen, predicted: func(class string) bool { return class == "refused" },
+			expect: "requests in flight answered; every new one refused (connection refused, or EOF for a connection dialled as the listener closed, left unaccepted): the apiserver applies failurePolicy",
+			from:   term.lastOpen, predicted: func(s sample) bool {
+				// Every answer of the delay closed its connection, so no kept-alive connection
+				// is left to cut: a reset can only be a connection dialled in the instant the
+				// listener closed, which the kernel took and the server never accepted.
+				return s.class == "refused" || s.class == "reset" && s.sent.Before(term.closed.Add(50*time.Millisecond))
+			},
 			readyz: "(no process)", metrics: "(no process)"}
 		r.phases = append(r.phases, closed)
 		time.Sleep(2 * time.Second)
@@ -324,7 +334,7 @@ type faultPhase struct {
 	name, expect string
 	from, to     time.Time
 	// predicted says which failure classes the documented behaviour predicts here; nil: none.
-	predicted func(class string) bool
+	predicted func(s sample) bool
 	// readyz and metrics are what the server said at the end of the phase; bundle what the bundle
 	// server served meanwhile; notes what else was seen.
 	readyz, metrics, bundle string
@@ -859,7 +869,7 @@ func (r *faultRun) report(samples []sample) {
 			if details[s.class] == "" {
 				details[s.class] = s.detail
 			}
-			if p.predicted == nil || !p.predicted(s.class) {
+			if p.predicted == nil || !p.predicted(s) {
 				unpredicted++
 				notPredicted[s.class] = true
 			}
