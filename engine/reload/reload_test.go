@@ -141,7 +141,9 @@ func TestReloadDirectory(t *testing.T) {
 	time.Sleep(20 * time.Millisecond) // a distinct modification time
 	writeDir(t, dir, defaultAt(t, "dir-2"))
 	waitFor(t, "dir-2", func() bool { return inj.Revision() == "dir-2" && r.Status().Revision == "dir-2" })
-	if st := r.Status(); st.Activations != 2 || st.Refusals != 0 {
+	// writeDir writes file by file, as an editor would: a check in the middle may read a torn
+	// directory and refuse it, and the next one, whole, activates it. Nothing else is activated.
+	if st := r.Status(); st.Activations != 2 || st.LastError != "" {
 		t.Errorf("status %+v", st)
 	}
 }
