@@ -26,7 +26,7 @@ const pod = `{"metadata":{"name":"web","labels":{"app":"web","tier":"user"}},
 
 const partial = `{"metadata":{"labels":{"tier":"template","mesh":"on"},"annotations":{"note":"x"}},
  "spec":{"containers":[{"name":"proxy","image":"template","args":["run"],"env":[{"name":"A","value":"template"},{"name":"B","value":"template"}]}],
-  "initContainers":[{"name":"net"},{"name":"proxy-native"}],
+  "initContainers":[{"name":"net"},{"name":"proxy-native","restartPolicy":"Always"}],
   "volumes":[{"name":"data","emptyDir":{"medium":"Memory"}},{"name":"token"}],"imagePullSecrets":[{"name":"pull"}]}}`
 
 func TestApplyMergeRules(t *testing.T) {
@@ -46,7 +46,7 @@ func TestApplyMergeRules(t *testing.T) {
 		t.Errorf("containers %v: the existing proxy must stay in place", got)
 	}
 	if got := names("initContainers"); !reflect.DeepEqual(got, []string{"net", "proxy-native", "setup"}) {
-		t.Errorf("init containers %v: the template's go first, in order", got)
+		t.Errorf("init containers %v: with a native sidecar the template's go first, in order", got)
 	}
 	if got := names("volumes"); !reflect.DeepEqual(got, []string{"data", "token"}) {
 		t.Errorf("volumes %v", got)
@@ -78,6 +78,22 @@ func TestApplyMergeRules(t *testing.T) {
 		Replaced: map[string]map[string]any{"containers": {"proxy": obj(t, `{"name":"proxy","image":"mine","env":[{"name":"A","value":"user"}]}`)}}}
 	if !reflect.DeepEqual(st, want) {
 		t.Errorf("status\n got %+v\nwant %+v", st, want)
+	}
+}
+
+// TestPlainInitContainersGoLast: without a native sidecar the template's init containers go after
+// the pod's own, which then run before the redirect is installed (Istio's order).
+func TestPlainInitContainersGoLast(t *testing.T) {
+	p := obj(t, pod)
+	if err := inject.Apply(p, render.Partial(obj(t, `{"spec":{"initContainers":[{"name":"net"}],"containers":[{"name":"sidecar"}]}}`)), inject.Status{}); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range p["spec"].(map[string]any)["initContainers"].([]any) {
+		names = append(names, c.(map[string]any)["name"].(string))
+	}
+	if !reflect.DeepEqual(names, []string{"setup", "net"}) {
+		t.Errorf("init containers %v, want the pod's, then the template's", names)
 	}
 }
 

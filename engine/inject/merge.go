@@ -15,8 +15,10 @@ import (
 )
 
 // Apply merges the rendered partial pod into pod, in place, and writes the status annotation:
-//   - containers are appended after the pod's own; init containers go before the pod's own, so that
-//     the proxy's network setup and a native sidecar start first;
+//   - containers are appended after the pod's own. Init containers go before the pod's own when one
+//     of them is a native sidecar (restartPolicy: Always), so that the pod's init containers run in
+//     the mesh; otherwise after them, so that the pod's init containers do not run behind a traffic
+//     redirect with no proxy to answer it. Istio orders them the same way;
 //   - a container the pod already has under the sidecar's name keeps its own fields over the
 //     template's (a strategic merge, the pod's side winning);
 //   - volumes, image pull secrets, labels and annotations are added where the pod has none of that
@@ -40,7 +42,7 @@ func Apply(pod map[string]any, partial render.Partial, st Status) error {
 	if st.Containers, err = mergeContainers(spec, "containers", list(pspec, "containers"), false, &st); err != nil {
 		return err
 	}
-	if st.InitContainers, err = mergeContainers(spec, "initContainers", list(pspec, "initContainers"), true, &st); err != nil {
+	if st.InitContainers, err = mergeContainers(spec, "initContainers", list(pspec, "initContainers"), hasNativeSidecar(list(pspec, "initContainers")), &st); err != nil {
 		return err
 	}
 	st.Volumes = addNamed(spec, "volumes", list(pspec, "volumes"))
@@ -140,6 +142,14 @@ func rewriteProbes(spec map[string]any, section any) (map[string]map[string]map[
 		}
 	}
 	return out, nil
+}
+
+// hasNativeSidecar reports whether one of the init containers is a native sidecar.
+func hasNativeSidecar(initContainers []any) bool {
+	return slices.ContainsFunc(initContainers, func(c any) bool {
+		m, _ := c.(map[string]any)
+		return m["restartPolicy"] == "Always"
+	})
 }
 
 // addNamed appends the template's items whose names the pod does not use yet; it returns their names.
