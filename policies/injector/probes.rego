@@ -52,10 +52,31 @@ rewrite := false if {
 	is_string(lib.pod_annotations[rewrite_annotation])
 } else := bundle_rewrite
 
+# The proxy's own readiness probe, as Istio's readiness.status.sidecar.istio.io annotations set it:
+# annotation to the probe field and its least value (a probe with a period or threshold of 0 is
+# a pod the apiserver refuses).
+readiness_annotations := {
+	"readiness.status.sidecar.istio.io/initialDelaySeconds": {"field": "initialDelaySeconds", "least": 0},
+	"readiness.status.sidecar.istio.io/periodSeconds": {"field": "periodSeconds", "least": 1},
+	"readiness.status.sidecar.istio.io/failureThreshold": {"field": "failureThreshold", "least": 1},
+}
+
+# The readiness fields the pod's annotations set: whole numbers from least to 2^31-1.
+readiness[setting.field] := to_number(raw) if {
+	some key, setting in readiness_annotations
+	raw := lib.pod_annotations[key]
+	is_string(raw)
+	regex.match(`^[0-9]{1,10}$`, raw)
+	to_number(raw) >= setting.least
+	to_number(raw) <= 2147483647
+}
+
 # METADATA
 # title: Probe values
-# description: values.probes of the decision, {"rewrite", "port"}.
-values := {"probes": {"rewrite": rewrite, "port": port}}
+# description: >-
+#   values.probes of the decision, {"rewrite", "port"}, and the proxy's readiness probe fields the
+#   pod's annotations set (values.proxy.readiness).
+values := {"probes": {"rewrite": rewrite, "port": port}, "proxy": {"readiness": readiness}}
 
 reasons contains sprintf("pod annotation %s=%q turns probe rewriting %s", [rewrite_annotation, raw, on_off(value)]) if {
 	raw := lib.pod_annotations[rewrite_annotation]
@@ -80,6 +101,17 @@ warnings contains sprintf("pod annotation %s=%s is not a boolean (true, false, 1
 warnings contains sprintf("pod annotation %s=%s is not a port number (0-65535); the agent's status port stays %d", [port_annotation, json.marshal(raw), bundle_port]) if {
 	raw := lib.pod_annotations[port_annotation]
 	not annotated_port
+}
+
+reasons contains sprintf("pod annotation %s=%q sets the proxy's readiness probe %s", [key, lib.pod_annotations[key], setting.field]) if {
+	some key, setting in readiness_annotations
+	readiness[setting.field]
+}
+
+warnings contains sprintf("pod annotation %s=%s is not a whole number of at least %d; the proxy's readiness probe keeps its %s", [key, json.marshal(raw), setting.least, setting.field]) if {
+	some key, setting in readiness_annotations
+	raw := lib.pod_annotations[key]
+	not readiness[setting.field]
 }
 
 on_off(true) := "on"
