@@ -45,7 +45,7 @@ skip(code, reasons, warnings) := {
 injection := {
 	"inject": true,
 	"variant": variant.name,
-	"values": object.union_n(array.concat(array.concat([lib.values], [override.values | some override in overrides.applied]), [probes.values, {"proxy": {"native": placement.native}}])),
+	"values": object.union_n(array.concat(array.concat([overrides.base_values], [override.values | some override in overrides.applied]), [probes.values, {"proxy": {"native": placement.native}}])),
 	"reasons": flatten([
 		selection.reasons,
 		reinjection_reasons,

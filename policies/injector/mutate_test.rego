@@ -577,9 +577,13 @@ test_resource_annotation_overrides if {
 	decision.warnings == []
 }
 
-test_one_resource_override_keeps_the_rest if {
+test_one_resource_override_drops_the_defaults_as_istio_does if {
 	decision := mutate.decision with input as labelled({}, {"sidecar.istio.io/proxyMemory": "1e9"})
-	decision.values.proxy.resources == {"requests": {"cpu": "100m", "memory": "1e9"}, "limits": {"cpu": "2", "memory": "1Gi"}}
+	decision.values.proxy.resources == {"requests": {"memory": "1e9"}}
+	limit_only := mutate.decision with input as labelled({}, {"sidecar.istio.io/proxyCPULimit": "1"})
+	limit_only.values.proxy.resources == {"limits": {"cpu": "1"}}
+	refused := mutate.decision with input as labelled({}, {"sidecar.istio.io/proxyCPU": "lots"})
+	refused.values.proxy.resources == data.injector.values.proxy.resources
 	decision.reasons[3] == `pod annotation sidecar.istio.io/proxyMemory="1e9" sets proxy requests.memory`
 }
 

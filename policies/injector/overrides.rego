@@ -88,6 +88,20 @@ applied := [{
 	override.refusal == ""
 ]
 
+# Whether a resource annotation was honoured: then, as Istio does, the proxy's resources are the
+# annotations' alone, none of the defaults (proxyCPU alone gives a cpu request and no limits).
+resources_overridden if {
+	some override in judged
+	override.refusal == ""
+	override.entry.override == "resources"
+}
+
+# The template values overrides start from: the bundle's, less the default resources when a
+# resource annotation was honoured.
+base_values := json.remove(lib.values, ["proxy/resources"]) if {
+	resources_overridden
+} else := lib.values
+
 # METADATA
 # title: Honoured overrides
 # description: >-

@@ -200,15 +200,23 @@ test_non_string_value_is_refused if {
 
 # --- resources ---------------------------------------------------------------------------------------
 
+# The decision honours resource annotations: as Istio, the proxy's resources are theirs alone.
+honoured_resources(annotations, resources, reason) if {
+	d := decide(annotations)
+	d.values == object.union(json.remove(shipped, ["proxy/resources"]), {"proxy": {"resources": resources}})
+	d.reasons == array.concat(default_reasons, [reason, placement_reason])
+	d.warnings == []
+}
+
 test_resources_within_the_maxima if {
-	honoured(
+	honoured_resources(
 		{"sidecar.istio.io/proxyCPULimit": "4"},
-		{"proxy": {"resources": {"limits": {"cpu": "4"}}}},
+		{"limits": {"cpu": "4"}},
 		`pod annotation sidecar.istio.io/proxyCPULimit="4" sets proxy limits.cpu`,
 	)
-	honoured(
+	honoured_resources(
 		{"sidecar.istio.io/proxyMemoryLimit": "4Gi"},
-		{"proxy": {"resources": {"limits": {"memory": "4Gi"}}}},
+		{"limits": {"memory": "4Gi"}},
 		`pod annotation sidecar.istio.io/proxyMemoryLimit="4Gi" sets proxy limits.memory`,
 	)
 	every value in ["3999m", "4000m", "0.5", "500u", "10n", "1e-3"] {
