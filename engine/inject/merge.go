@@ -20,7 +20,8 @@ import (
 //     the mesh; otherwise after them, so that the pod's init containers do not run behind a traffic
 //     redirect with no proxy to answer it. Istio orders them the same way;
 //   - a container the pod already has under the sidecar's name keeps its own fields over the
-//     template's (a strategic merge, the pod's side winning);
+//     template's (a strategic merge, the pod's side winning), but for an image of "auto", which
+//     the template's fills in (Istio's gateway convention);
 //   - volumes, image pull secrets, labels and annotations are added where the pod has none of that
 //     name; the pod's own win;
 //   - the partial's rewrite section replaces probes of the pod's own containers (the app's probes
@@ -91,7 +92,11 @@ func mergeContainers(spec map[string]any, field string, tmpl []any, prepend bool
 			st.Replaced[field] = map[string]any{}
 		}
 		st.Replaced[field][name] = user
-		merged, err := strategicpatch.StrategicMergeMapPatch(tc, runtime.DeepCopyJSON(user), corev1.Container{})
+		over := runtime.DeepCopyJSON(user)
+		if over["image"] == "auto" {
+			delete(over, "image") // "image: auto" asks for the template's image, as with Istio
+		}
+		merged, err := strategicpatch.StrategicMergeMapPatch(tc, over, corev1.Container{})
 		if err != nil {
 			return nil, fmt.Errorf("%s %q: merge the pod's own container over the template's: %w", field, name, err)
 		}

@@ -218,16 +218,21 @@ func (rev *revision) inject(e *evaluation, res Result) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	partial, err := rev.templates.Render(res.Decision.Variant, render.Data{
+	data := render.Data{
 		Pod:       typed,
 		Namespace: e.namespace,
 		Owner:     e.owner,
 		Values:    res.Decision.Values,
 		Variant:   res.Decision.Variant,
 		Revision:  res.Revision,
-	})
-	if err != nil {
-		return res, err
+	}
+	var partial render.Partial
+	for _, name := range res.Decision.TemplateList() {
+		p, err := rev.templates.Render(name, data)
+		if err != nil {
+			return res, err
+		}
+		partial = render.Merge(partial, p)
 	}
 	status := inject.Status{Variant: res.Decision.Variant, Revision: res.Revision, Reasons: res.Decision.Reasons}
 	if reserved := res.Decision.Reserved(); len(reserved) > 0 {

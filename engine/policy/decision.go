@@ -14,6 +14,9 @@ type Decision struct {
 	Code string `json:"code,omitempty"`
 	// Variant names the template to render; set when Inject is true.
 	Variant string `json:"variant,omitempty"`
+	// Templates, when set, are the templates to render and merge in order, Variant first (Istio's
+	// inject.istio.io/templates); absent means Variant alone. Optional.
+	Templates []string `json:"templates,omitempty"`
 	// Values are handed to the template as .Values.
 	Values map[string]any `json:"values,omitempty"`
 	// Reasons explain the decision in sentences a person can act on; there is at least one.
@@ -131,10 +134,24 @@ func parseDecision(v any) (Decision, error) {
 	if d.Inject && d.Variant == "" {
 		return d, fmt.Errorf("%s.variant: %w: inject is true but no variant is named", MutateQuery, ErrMalformed)
 	}
+	if d.Templates, err = stringList(obj, "templates", MutateQuery); err != nil {
+		return d, err
+	}
+	if len(d.Templates) > 0 && d.Templates[0] != d.Variant {
+		return d, fmt.Errorf("%s.templates: %w: the first template must be the variant, %q", MutateQuery, ErrMalformed, d.Variant)
+	}
 	if d.Values == nil {
 		d.Values = map[string]any{}
 	}
 	return d, nil
+}
+
+// TemplateList is the templates to render in order: Templates, else the variant alone.
+func (d Decision) TemplateList() []string {
+	if len(d.Templates) > 0 {
+		return d.Templates
+	}
+	return []string{d.Variant}
 }
 
 func parseVerdict(v any) (Verdict, error) {

@@ -2,6 +2,7 @@ package render_test
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -156,5 +157,47 @@ func TestExcludeInboundPort(t *testing.T) {
 		if got := render.Funcs()["excludeInboundPort"].(func(any, string) string)(c.port, c.list); got != c.want {
 			t.Errorf("excludeInboundPort(%v, %q) = %q, want %q", c.port, c.list, got, c.want)
 		}
+	}
+}
+
+// TestMergeLaterWins: templates merged in order, the later winning, as Istio merges the templates
+// of inject.istio.io/templates.
+func TestMergeLaterWins(t *testing.T) {
+	a := render.Partial{
+		"metadata": map[string]any{"labels": map[string]any{"a": "1", "b": "1"}},
+		"spec": map[string]any{
+			"containers": []any{map[string]any{"name": "proxy", "image": "one", "env": []any{map[string]any{"name": "A", "value": "1"}}}},
+			"volumes":    []any{map[string]any{"name": "v", "emptyDir": map[string]any{}}},
+		},
+		"rewrite": map[string]any{"containers": []any{map[string]any{"name": "app", "readinessProbe": map[string]any{"tcpSocket": map[string]any{"port": 1.0}}}}},
+	}
+	b := render.Partial{
+		"metadata": map[string]any{"labels": map[string]any{"b": "2"}, "annotations": map[string]any{"c": "2"}},
+		"spec": map[string]any{
+			"containers":     []any{map[string]any{"name": "proxy", "args": []any{"router"}, "env": []any{map[string]any{"name": "B", "value": "2"}}}},
+			"initContainers": []any{map[string]any{"name": "init"}},
+			"volumes":        []any{map[string]any{"name": "v", "configMap": map[string]any{"name": "x"}}},
+		},
+		"rewrite": map[string]any{"containers": []any{map[string]any{"name": "app", "readinessProbe": map[string]any{"httpGet": map[string]any{"port": 2.0}}}}},
+	}
+	got := render.Merge(a, b)
+	want := render.Partial{
+		"metadata": map[string]any{"labels": map[string]any{"a": "1", "b": "2"}, "annotations": map[string]any{"c": "2"}},
+		"spec": map[string]any{
+			"containers": []any{map[string]any{"name": "proxy", "image": "one", "args": []any{"router"},
+				"env": []any{map[string]any{"name": "B", "value": "2"}, map[string]any{"name": "A", "value": "1"}}}},
+			"initContainers": []any{map[string]any{"name": "init"}},
+			"volumes":        []any{map[string]any{"name": "v", "configMap": map[string]any{"name": "x"}}},
+		},
+		"rewrite": map[string]any{"containers": []any{map[string]any{"name": "app", "readinessProbe": map[string]any{"httpGet": map[string]any{"port": 2.0}}}}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("merged\n%v\nwant\n%v", got, want)
+	}
+	if a["metadata"].(map[string]any)["labels"].(map[string]any)["b"] != "1" {
+		t.Error("Merge changed its first argument")
+	}
+	if render.Merge(nil, b)["metadata"] == nil {
+		t.Error("Merge(nil, b) is not b")
 	}
 }

@@ -17,6 +17,8 @@ decision := skip(precondition.code, [precondition.reason], []) if {
 	precondition := precondition_skip
 } else := skip(selection.code, selection.reasons, array.concat(lib.switch_warnings, leftover_warnings)) if {
 	not selection.inject
+} else := unknown_template if {
+	count(overrides.unknown_templates) > 0
 } else := refusal if {
 	lib.refusal_mode == "deny"
 	count(overrides.refused) > 0
@@ -42,22 +44,31 @@ skip(code, reasons, warnings) := {
 	"warnings": warnings,
 }
 
-injection := {
-	"inject": true,
-	"variant": variant.name,
-	"values": object.union_n(array.concat(array.concat([overrides.base_values], [override.values | some override in overrides.applied]), [probes.values, {"proxy": {"native": placement.native}}])),
-	"reasons": flatten([
-		selection.reasons,
-		reinjection_reasons,
-		[variant.reason],
-		[override.reason | some override in overrides.applied],
-		sort(probes.reasons),
-		[placement.reason],
-	]),
-	"warnings": array.concat(array.concat(lib.switch_warnings, overrides.warnings), sort(probes.warnings)),
-	"refused_overrides": overrides.refused,
-	"honoured_overrides": overrides.honoured,
-}
+injection := object.union(
+	{
+		"inject": true,
+		"variant": variant.name,
+		"values": object.union_n(array.concat(array.concat([overrides.base_values], [override.values | some override in overrides.applied]), [probes.values, {"proxy": {"native": placement.native}}])),
+		"reasons": flatten([
+			selection.reasons,
+			reinjection_reasons,
+			[variant.reason],
+			[override.reason | some override in overrides.applied],
+			sort(probes.reasons),
+			[placement.reason],
+		]),
+		"warnings": array.concat(array.concat(lib.switch_warnings, overrides.warnings), sort(probes.warnings)),
+		"refused_overrides": overrides.refused,
+		"honoured_overrides": overrides.honoured,
+	},
+	template_list,
+)
+
+# The templates of an injection when there are several (Istio's inject.istio.io/templates): the
+# engine renders them in order, the variant first, and merges each over the ones before.
+template_list := {"templates": variant.templates} if {
+	count(variant.templates) > 1
+} else := {}
 
 # A pod that would be injected but asks for an override it may not use, with config
 # overrides.refused: deny. The engine refuses it with the deny messages.
@@ -69,6 +80,19 @@ refusal := {
 	"reasons": array.concat(selection.reasons, ["config overrides.refused is deny: a pod that asks for an override it may not use is refused"]),
 	"warnings": lib.switch_warnings,
 	"deny": [refused.reason | some refused in overrides.refused],
+	"refused_overrides": overrides.refused,
+}
+
+# A pod that names a template the bundle does not have is refused, as Istio refuses it: the
+# sidecar it asked for cannot be made, and another would not be what it asked for.
+unknown_template := {
+	"inject": false,
+	"code": "unknown_template",
+	"variant": "",
+	"values": {},
+	"reasons": array.concat(selection.reasons, [overrides.variant_refusal]),
+	"warnings": lib.switch_warnings,
+	"deny": [overrides.variant_refusal],
 	"refused_overrides": overrides.refused,
 }
 
@@ -182,12 +206,18 @@ reinjection_reasons := [sprintf(
 #   {"name", "reason"}: a variant the pod asks for by annotation (when the request is allowed:
 #   overrides.rego), else the first image rule a container matches, else sidecar. Where the proxy
 #   runs (a native sidecar or an ordinary container) is not a variant: see placement.
-variant := {"name": request.value, "reason": sprintf("pod annotation %s=%q asks for variant %s", [request.key, request.value, request.value])} if {
+variant := {"name": names[0], "templates": names, "reason": sprintf("pod annotation %s=%q asks for variant %s", [request.key, request.value, names[0]])} if {
 	request := overrides.requested_variant
 	not overrides.variant_refusal
-} else := {"name": match.variant, "reason": sprintf("container %q image %q matches %q: variant %s", [match.container, match.image, match.pattern, match.variant])} if {
+	names := overrides.requested_templates
+	count(names) == 1
+} else := {"name": names[0], "templates": names, "reason": sprintf("pod annotation %s=%q asks for templates %s, merged in that order", [request.key, request.value, concat(", ", names)])} if {
+	request := overrides.requested_variant
+	not overrides.variant_refusal
+	names := overrides.requested_templates
+} else := {"name": match.variant, "templates": [match.variant], "reason": sprintf("container %q image %q matches %q: variant %s", [match.container, match.image, match.pattern, match.variant])} if {
 	match := image_match
-} else := {"name": "sidecar", "reason": "no variant requested and no image rule matched: default variant sidecar"}
+} else := {"name": "sidecar", "templates": ["sidecar"], "reason": "no variant requested and no image rule matched: default variant sidecar"}
 
 native_annotation := "sidecar.istio.io/nativeSidecar"
 

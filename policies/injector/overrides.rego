@@ -115,7 +115,7 @@ honoured := array.concat(honoured_variant, [{"annotation": override.annotation, 
 	override.refusal == ""
 ])
 
-honoured_variant := [{"annotation": request.key, "value": text(request.value), "reserved": reserved_variant(request.value)}] if {
+honoured_variant := [{"annotation": request.key, "value": text(request.value), "reserved": reserved_variant}] if {
 	request := requested_variant
 	not variant_refusal
 } else := []
@@ -126,8 +126,9 @@ reserved(name) if {
 	not lib.subjects_unrestricted(data.injector.config.overrides[name].subjects)
 } else := false
 
-# A privileged variant is always reserved; another is as overrides.variant says.
-reserved_variant(name) if {
+# A request naming a privileged variant is always reserved; another is as overrides.variant says.
+reserved_variant if {
+	some name in requested_templates
 	privileged_variant(name)
 } else := reserved("variant")
 
@@ -234,29 +235,59 @@ requested_variant := found[0] if {
 	found := [{"key": key, "value": value} | some key in lib.variant_annotations; value := lib.pod_annotations[key]]
 }
 
-# Why the pod's variant request is refused; undefined when it is honoured (or when there is none).
-# A privileged variant may be asked for only by the subjects config privileged_variants lists for it;
-# any other must be in requestable_variants, and the request allowed to use overrides.variant.
-variant_refusal := sprintf(
-	"pod annotation %s=%q asks for variant %s, which is reserved to the subjects listed in config privileged_variants[%q]: %s are not listed",
-	[request.key, request.value, request.value, request.value, lib.subject_description],
-) if {
+# The templates the variant request names, in order: its value split at commas, as Istio reads
+# inject.istio.io/templates ("sidecar,custom" renders sidecar, then custom merged over it).
+requested_templates := [name | some item in split(requested_variant.value, ","); name := trim_space(item); name != ""] if {
+	is_string(requested_variant.value)
+}
+
+# The names a variant request may give: the bundle's templates but its partials (named with "_").
+available_templates := {name | some name, _ in data.injector.templates; not startswith(name, "_")}
+
+# The names the variant request gives that the bundle has no template for.
+unknown_templates := [name | some name in requested_templates; not name in available_templates]
+
+# METADATA
+# title: Why the variant request is refused
+# description: >-
+#   Undefined when it is honoured (or when there is none). Every template it names must be one
+#   the request may use: a privileged variant only for the subjects config privileged_variants
+#   lists for it; any other must be in requestable_variants, and the request allowed to use
+#   overrides.variant. The first refused name says why.
+variant_refusal := sprintf("pod annotation %s=%s is not a string", [request.key, json.marshal(request.value)]) if {
 	request := requested_variant
-	privileged_variant(request.value)
-	not lib.subject_listed(lib.privileged_variants[request.value])
+	not is_string(request.value)
+} else := sprintf("pod annotation %s=%q names no template", [request.key, request.value]) if {
+	request := requested_variant
+	count(requested_templates) == 0
+} else := refusals[0] if {
+	request := requested_variant
+	refusals := [reason | some name in requested_templates; reason := template_refusal(request, name)]
+	count(refusals) > 0
+}
+
+template_refusal(request, name) := sprintf(
+	"pod annotation %s=%q asks for template %s, which this bundle does not have (it has: %s)",
+	[request.key, request.value, name, concat(", ", sort(available_templates))],
+) if {
+	not name in available_templates
+} else := sprintf(
+	"pod annotation %s=%q asks for variant %s, which is reserved to the subjects listed in config privileged_variants[%q]: %s are not listed",
+	[request.key, request.value, name, name, lib.subject_description],
+) if {
+	privileged_variant(name)
+	not lib.subject_listed(lib.privileged_variants[name])
 } else := sprintf(
 	"pod annotation %s=%q asks for a variant pods may not request (allowed: %s)",
-	[request.key, request.value, concat(", ", sort([sprintf("%v", [name]) | some name in lib.requestable_variants]))],
+	[request.key, request.value, concat(", ", sort([sprintf("%v", [n]) | some n in lib.requestable_variants]))],
 ) if {
-	request := requested_variant
-	not privileged_variant(request.value)
-	not request.value in lib.requestable_variants
+	not privileged_variant(name)
+	not name in lib.requestable_variants
 } else := sprintf(
 	"pod annotation %s=%q is reserved to the subjects listed in config overrides.variant.subjects: %s are not listed",
 	[request.key, request.value, lib.subject_description],
 ) if {
-	request := requested_variant
-	not privileged_variant(request.value)
+	not privileged_variant(name)
 	not lib.may_override("variant")
 }
 

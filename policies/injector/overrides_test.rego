@@ -22,8 +22,12 @@ pod(annotations) := {
 	"injector": {"revision": "default-1", "namespace": "rego-injector-system"},
 }
 
+# These tests take gateway, a template the bundle has, for a variant pods may not request: the
+# shipped config lets them (test_gateway_is_requestable_as_in_istio).
+restricted_variants := ["native", "proxy-only", "sidecar"]
+
 decide(annotations) := decision if {
-	decision := mutate.decision with input as pod(annotations)
+	decision := mutate.decision with input as pod(annotations) with data.injector.config.requestable_variants as restricted_variants
 }
 
 deny_mode := {"refused": "deny"}
@@ -514,9 +518,14 @@ test_requestable_variant_is_free if {
 	d.refused_overrides == []
 }
 
-# mutate_test pins the shipped list of requestable variants; this test reads it.
+test_gateway_is_requestable_as_in_istio if {
+	d := mutate.decision with input as pod(gateway)
+	d.variant == "gateway"
+	d.refused_overrides == []
+}
+
 test_variant_not_requestable_is_refused if {
-	allowed := concat(", ", sort(data.injector.config.requestable_variants))
+	allowed := concat(", ", sort(restricted_variants))
 	refused(gateway, sprintf(`pod annotation rego-injector.io/variant="gateway" asks for a variant pods may not request (allowed: %s)`, [allowed]))
 	decide(gateway).variant == "sidecar"
 }
@@ -652,6 +661,27 @@ test_refused_overrides_are_not_honoured if {
 	d := decide(image) with data.injector.config.overrides.proxy_image.subjects as {"users": ["bob"]}
 	d.honoured_overrides == []
 	count(d.refused_overrides) == 1
+}
+
+test_template_lists if {
+	d := decide({"inject.istio.io/templates": " sidecar, proxy-only "})
+	d.variant == "sidecar"
+	d.templates == ["sidecar", "proxy-only"]
+	d.reasons[2] == `pod annotation inject.istio.io/templates=" sidecar, proxy-only " asks for templates sidecar, proxy-only, merged in that order`
+	one := decide({"inject.istio.io/templates": "native"})
+	not one.templates
+	refused(
+		{"inject.istio.io/templates": "sidecar,gateway"},
+		`pod annotation inject.istio.io/templates="sidecar,gateway" asks for a variant pods may not request (allowed: native, proxy-only, sidecar)`,
+	)
+	refused({"inject.istio.io/templates": " , "}, `pod annotation inject.istio.io/templates=" , " names no template`)
+}
+
+test_unknown_templates_refuse_the_pod_as_istio_does if {
+	d := decide({"inject.istio.io/templates": "sidecar,nope"})
+	d.inject == false
+	d.code == "unknown_template"
+	d.deny == [`pod annotation inject.istio.io/templates="sidecar,nope" asks for template nope, which this bundle does not have (it has: gateway, native, proxy-only, sidecar)`]
 }
 
 test_honoured_variants if {
