@@ -86,7 +86,14 @@ func TestManagedCertificates(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(secret())
 	serial := func(addr string) string {
-		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool})
+		// A replica patches the caBundle as it starts, before it listens: wait for the listener.
+		var conn *tls.Conn
+		var err error
+		for wait := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			if conn, err = tls.Dial("tcp", addr, &tls.Config{RootCAs: pool}); err == nil || time.Now().After(wait) {
+				break
+			}
+		}
 		if err != nil {
 			t.Fatalf("dial %s: %v", addr, err)
 		}
