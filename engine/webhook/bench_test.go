@@ -6,30 +6,21 @@ import (
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/rego-injector/rego-injector/engine/injector"
 	"github.com/rego-injector/rego-injector/engine/internal/fixture"
 	"github.com/rego-injector/rego-injector/engine/webhook"
 )
 
-// benchRequest is the admission of the benchmark pod name (small, typical or large) that the
-// engine's benchmarks share.
+// benchRequest is the admission of the benchmark pod name (small, typical or large) kept with the
+// injector's benchmarks.
 func benchRequest(b *testing.B, name string) *admissionv1.AdmissionRequest {
 	b.Helper()
 	raw, err := os.ReadFile("../injector/testdata/bench/" + name + ".json")
 	if err != nil {
 		b.Fatal(err)
 	}
-	req := &admissionv1.AdmissionRequest{
-		UID:       "bench",
-		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-		Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
-		Namespace: "shop",
-		Operation: admissionv1.Create,
-	}
-	req.Object.Raw = raw
-	return req
+	return fixture.Admission(raw, "shop", "").Request
 }
 
 // BenchmarkHandlers measures the full mutate and validate handlers, review in, response out: every
