@@ -97,6 +97,23 @@ func TestPlainInitContainersGoLast(t *testing.T) {
 	}
 }
 
+// TestHoldingContainerGoesFirst: a container with a postStart hook goes before the pod's own, so
+// that the hook holds them back (Istio's holdApplicationUntilProxyStarts).
+func TestHoldingContainerGoesFirst(t *testing.T) {
+	p := obj(t, pod)
+	partial := `{"spec":{"containers":[{"name":"sidecar","lifecycle":{"postStart":{"exec":{"command":["wait"]}}}},{"name":"other"}]}}`
+	if err := inject.Apply(p, render.Partial(obj(t, partial)), inject.Status{}); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range p["spec"].(map[string]any)["containers"].([]any) {
+		names = append(names, c.(map[string]any)["name"].(string))
+	}
+	if !reflect.DeepEqual(names, []string{"sidecar", "app", "proxy", "other"}) {
+		t.Errorf("containers %v, want the holding one first, the others after the pod's", names)
+	}
+}
+
 func TestStripUndoesApply(t *testing.T) {
 	const plain = `{"metadata":{"name":"web"},"spec":{"containers":[{"name":"app"}]}}`
 	p := obj(t, plain)

@@ -15,7 +15,9 @@ import (
 )
 
 // Apply merges the rendered partial pod into pod, in place, and writes the status annotation:
-//   - containers are appended after the pod's own. Init containers go before the pod's own when one
+//   - containers are appended after the pod's own, but for one with a postStart hook, which goes
+//     first, so that its hook holds the others back until it is ready (Istio's
+//     holdApplicationUntilProxyStarts). Init containers go before the pod's own when one
 //     of them is a native sidecar (restartPolicy: Always), so that the pod's init containers run in
 //     the mesh; otherwise after them, so that the pod's init containers do not run behind a traffic
 //     redirect with no proxy to answer it. Istio orders them the same way;
@@ -103,10 +105,15 @@ func mergeContainers(spec map[string]any, field string, tmpl []any, prepend bool
 		existing[i] = map[string]any(merged)
 	}
 	if len(added) > 0 {
+		var first []any
+		if !prepend && field == "containers" {
+			first = slices.DeleteFunc(slices.Clone(added), func(c any) bool { return !holds(c) })
+			added = slices.DeleteFunc(added, holds)
+		}
 		if prepend {
 			existing = append(added, existing...)
 		} else {
-			existing = append(existing, added...)
+			existing = append(append(first, existing...), added...)
 		}
 	}
 	spec[field] = existing
@@ -147,6 +154,14 @@ func rewriteProbes(spec map[string]any, section any) (map[string]map[string]map[
 		}
 	}
 	return out, nil
+}
+
+// holds reports whether a container has a postStart hook: the kubelet starts the containers after
+// it only once the hook has run.
+func holds(c any) bool {
+	m, _ := c.(map[string]any)
+	lifecycle, _ := m["lifecycle"].(map[string]any)
+	return lifecycle["postStart"] != nil
 }
 
 // hasNativeSidecar reports whether one of the init containers is a native sidecar.

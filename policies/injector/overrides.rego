@@ -39,6 +39,10 @@ istio_overrides := {
 		"override": "redirect", "check": "ranges",
 		"path": ["init", "excludeOutboundIPRanges"], "effect": "sets the outbound IP ranges excluded from the redirect",
 	},
+	"proxy.istio.io/config": {
+		"override": "proxy_config", "check": "proxy_config",
+		"path": ["proxyConfig"], "effect": "sets proxy configuration over the mesh default",
+	},
 	"traffic.sidecar.istio.io/includeOutboundPorts": {
 		"override": "redirect", "check": "ports",
 		"path": ["init", "includeOutboundPorts"], "effect": "sets the outbound ports redirected to the proxy whatever their destination",
@@ -197,6 +201,9 @@ value_problem(entry, value) := "is not an image reference" if {
 } else := "is not a comma-separated list of network interface names" if {
 	entry.check == "interfaces"
 	not interface_list(value)
+} else := problem if {
+	entry.check == "proxy_config"
+	problem := proxy_config_problem(value)
 } else := "is not a resource quantity" if {
 	entry.check == "quantity"
 	not quantity(value)
@@ -222,7 +229,11 @@ override_value(entry, value) := concat(",", [items | some items in [shipped, con
 	is_string(shipped)
 } else := concat(",", list_items(value)) if {
 	entry.check in {"ports", "ports_or_all", "ranges", "ranges_or_all", "interfaces"}
+} else := yaml.unmarshal(value) if {
+	entry.check == "proxy_config"
 } else := value
+
+nest([a], value) := {a: value}
 
 nest([a, b], value) := {a: {b: value}}
 
@@ -356,3 +367,61 @@ quantity_value(value) := units.parse(trim_suffix(value, "u")) / 1000000 if {
 } else := units.parse(trim_suffix(value, "n")) / 1000000000 if {
 	endswith(value, "n")
 } else := units.parse(value)
+
+# --- proxy.istio.io/config ---------------------------------------------------------------------------
+
+# The ProxyConfig fields a pod may set, each with its check: what Istio's injection template and
+# agent read of it that a pod's sidecar can be given without istiod.
+proxy_config_fields := {
+	"concurrency": "a whole number of worker threads (0: one per CPU)",
+	"holdApplicationUntilProxyStarts": "true or false",
+	"proxyMetadata": "an object of environment variable names to strings",
+	"terminationDrainDuration": "a duration such as 5s or 1m30s",
+	"proxyStatsMatcher": "an object of inclusionPrefixes, inclusionSuffixes and inclusionRegexps, each a list of strings",
+}
+
+# What is wrong with a proxy.istio.io/config value (YAML or JSON, as Istio reads it); undefined
+# when it is fine.
+proxy_config_problem(value) := "is not YAML or JSON" if {
+	not yaml.is_valid(value)
+} else := "is not a ProxyConfig object" if {
+	not is_object(yaml.unmarshal(value))
+} else := sprintf("sets %s, which a pod may not set (it may set %s)", [concat(", ", sort(unknown)), concat(", ", sort(object.keys(proxy_config_fields)))]) if {
+	unknown := {key | some key, _ in yaml.unmarshal(value); not proxy_config_fields[key]}
+	count(unknown) > 0
+} else := sprintf("sets %s, which must be %s", [key, proxy_config_fields[key]]) if {
+	some key, field in yaml.unmarshal(value)
+	not proxy_config_field(key, field)
+}
+
+proxy_config_field("concurrency", v) if {
+	is_number(v)
+	v == floor(v)
+	v >= 0
+}
+
+proxy_config_field("holdApplicationUntilProxyStarts", v) if is_boolean(v)
+
+proxy_config_field("proxyMetadata", v) if {
+	is_object(v)
+	every name, value in v {
+		regex.match(`^[-._a-zA-Z][-._a-zA-Z0-9]*$`, name)
+		is_string(value)
+	}
+}
+
+proxy_config_field("terminationDrainDuration", v) if {
+	is_string(v)
+	regex.match(`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`, v)
+}
+
+proxy_config_field("proxyStatsMatcher", v) if {
+	is_object(v)
+	every key, list in v {
+		key in {"inclusionPrefixes", "inclusionSuffixes", "inclusionRegexps"}
+		is_array(list)
+		every item in list {
+			is_string(item)
+		}
+	}
+}

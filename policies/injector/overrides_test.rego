@@ -692,3 +692,39 @@ test_honoured_variants if {
 	refused := decide(gateway)
 	refused.honoured_overrides == []
 }
+
+# --- proxy.istio.io/config ---------------------------------------------------------------------------
+
+test_proxy_config_merged_over_the_mesh_default if {
+	config := "concurrency: 4\nholdApplicationUntilProxyStarts: true\nproxyMetadata: {ISTIO_META_DNS_CAPTURE: \"true\"}\nterminationDrainDuration: 30s\n"
+	d := decide({"proxy.istio.io/config": config})
+	d.values.proxyConfig == {
+		"discoveryAddress": "istiod.istio-system.svc:15012",
+		"concurrency": 4,
+		"holdApplicationUntilProxyStarts": true,
+		"terminationDrainDuration": "30s",
+		"proxyMetadata": {"ISTIO_META_DNS_CAPTURE": "true"},
+	}
+	d.warnings == []
+	d.reasons[3] == sprintf("pod annotation proxy.istio.io/config=%q sets proxy configuration over the mesh default", [config])
+	json_form := decide({"proxy.istio.io/config": `{"proxyStatsMatcher": {"inclusionPrefixes": ["cluster.outbound"]}}`})
+	json_form.values.proxyConfig.proxyStatsMatcher == {"inclusionPrefixes": ["cluster.outbound"]}
+	json_form.values.proxyConfig.concurrency == 2
+}
+
+test_proxy_config_that_cannot_be_used_is_refused if {
+	every value, problem in {
+		"concurrency: [": "is not YAML or JSON",
+		"- 1": "is not a ProxyConfig object",
+		"discoveryAddress: evil.example.com:15012": "sets discoveryAddress, which a pod may not set (it may set concurrency, holdApplicationUntilProxyStarts, proxyMetadata, proxyStatsMatcher, terminationDrainDuration)",
+		"concurrency: -1": "sets concurrency, which must be a whole number of worker threads (0: one per CPU)",
+		"concurrency: 1.5": "sets concurrency, which must be a whole number of worker threads (0: one per CPU)",
+		"holdApplicationUntilProxyStarts: \"yes\"": "sets holdApplicationUntilProxyStarts, which must be true or false",
+		"proxyMetadata: {\"A B\": x}": "sets proxyMetadata, which must be an object of environment variable names to strings",
+		"proxyMetadata: {A: 1}": "sets proxyMetadata, which must be an object of environment variable names to strings",
+		"terminationDrainDuration: 5": "sets terminationDrainDuration, which must be a duration such as 5s or 1m30s",
+		"proxyStatsMatcher: {inclusionPrefixes: x}": "sets proxyStatsMatcher, which must be an object of inclusionPrefixes, inclusionSuffixes and inclusionRegexps, each a list of strings",
+	} {
+		refused({"proxy.istio.io/config": value}, sprintf("pod annotation proxy.istio.io/config=%q %s", [value, problem]))
+	}
+}
