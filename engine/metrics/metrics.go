@@ -24,6 +24,8 @@ type Metrics struct {
 	shadowDiffs    *prometheus.CounterVec
 	violations     *prometheus.CounterVec
 	memo           *prometheus.CounterVec
+	shed           *prometheus.CounterVec
+	inFlight       prometheus.Gauge
 	auditPods      *prometheus.GaugeVec
 	auditLastRun   prometheus.Gauge
 
@@ -99,6 +101,11 @@ func New(opts ...Option) *Metrics {
 		memo: counter("memo_lookups_total",
 			"Admissions looked up in the memo of earlier answers, by endpoint (inject, validate) and result (hit, miss).",
 			"endpoint", "result"),
+		shed: counter("admissions_shed_total",
+			"Admission reviews refused with HTTP 429 before they were read, because the bodies of those being answered already reached --max-inflight-bytes, by endpoint (inject, validate).",
+			"endpoint"),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "admission_inflight_bytes",
+			Help: "Bytes of the admission review bodies being answered now (counted by their Content-Length)."}),
 		auditPods: gauge("audit_pods",
 			"Pods by how they stand against the active bundle revision at the last audit (--audit-interval): current, not_injected, missing, unexpected, outdated, variant, error.",
 			"state"),
@@ -106,7 +113,7 @@ func New(opts ...Option) *Metrics {
 			Help: "Unix time of the last audit that completed."}),
 	}
 	m.Registry.MustRegister(m.admissions, m.duration, m.revision, m.activations, m.activationTime, m.lastActivation,
-		m.shadowDiffs, m.violations, m.memo, m.auditPods, m.auditLastRun,
+		m.shadowDiffs, m.violations, m.memo, m.shed, m.inFlight, m.auditPods, m.auditLastRun,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, o := range opts {
 		o(m)
@@ -186,4 +193,20 @@ func (m *Metrics) Audit(pods map[string]int, states []string) {
 		m.auditPods.WithLabelValues(s).Set(float64(pods[s]))
 	}
 	m.auditLastRun.SetToCurrentTime()
+}
+
+// Shed records one review refused at endpoint because too many bytes were in flight.
+func (m *Metrics) Shed(endpoint string) {
+	if m == nil {
+		return
+	}
+	m.shed.WithLabelValues(endpoint).Inc()
+}
+
+// InFlight adds delta to the bytes of review bodies being answered.
+func (m *Metrics) InFlight(delta int64) {
+	if m == nil {
+		return
+	}
+	m.inFlight.Add(float64(delta))
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,7 +40,12 @@ type Config struct {
 	// closes its connection, so that the apiserver's kept-alive connections are gone, not cut, by
 	// the end of it.
 	ShutdownDelay time.Duration
-	Log           *slog.Logger
+	// MaxInFlightBytes bounds the bytes of the review bodies being answered at once, counted by
+	// their Content-Length (MaxBodyBytes when unknown): a review past it is refused at once with
+	// HTTP 429, before its body is read, so that an overload is shed instead of growing the heap.
+	// One review is always admitted. Zero means no bound.
+	MaxInFlightBytes int64
+	Log              *slog.Logger
 }
 
 // Handler returns the routes: /inject, /validate, /healthz, /readyz and /metrics.
@@ -50,8 +56,9 @@ func Handler(cfg Config) http.Handler {
 // handler is Handler with a flag that, once set, makes /readyz fail: the server is stopping.
 func handler(cfg Config, stopping *atomic.Bool) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/inject", admission.Serve(cfg.Mutating, cfg.Log))
-	mux.Handle("/validate", admission.Serve(cfg.Validating, cfg.Log))
+	b := &budget{limit: cfg.MaxInFlightBytes}
+	mux.Handle("/inject", b.bound("inject", cfg, admission.Serve(cfg.Mutating, cfg.Log)))
+	mux.Handle("/validate", b.bound("validate", cfg, admission.Serve(cfg.Validating, cfg.Log)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))
@@ -130,4 +137,55 @@ func Serve(ctx context.Context, ln net.Listener, cfg Config) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
+}
+
+// budget counts the bytes of the review bodies being answered against a limit.
+type budget struct {
+	mu          sync.Mutex
+	used, limit int64
+}
+
+// take reserves n bytes, and reports whether they fit; a request is always let in when none is
+// in flight, however large.
+func (b *budget) take(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used > 0 && b.used+n > b.limit {
+		return false
+	}
+	b.used += n
+	return true
+}
+
+func (b *budget) give(n int64) {
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
+}
+
+// bound sheds the reviews of endpoint that do not fit the budget with HTTP 429: the apiserver
+// takes it as a failed call and applies the webhook's failurePolicy, at once rather than after a
+// timeout. Without a limit it returns h.
+func (b *budget) bound(endpoint string, cfg Config, h http.Handler) http.Handler {
+	if b.limit <= 0 {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := r.ContentLength
+		if n < 0 || n > admission.MaxBodyBytes {
+			n = admission.MaxBodyBytes
+		}
+		if !b.take(n) {
+			cfg.Metrics.Shed(endpoint)
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, fmt.Sprintf("overloaded: the admission reviews being answered already hold %d bytes, the limit (--max-inflight-bytes); retry", b.limit), http.StatusTooManyRequests)
+			return
+		}
+		cfg.Metrics.InFlight(n)
+		defer func() {
+			b.give(n)
+			cfg.Metrics.InFlight(-n)
+		}()
+		h.ServeHTTP(w, r)
+	})
 }
