@@ -57,7 +57,7 @@ injection := object.union(
 			sort(probes.reasons),
 			[placement.reason],
 		]),
-		"warnings": array.concat(array.concat(lib.switch_warnings, overrides.warnings), sort(probes.warnings)),
+		"warnings": flatten([lib.switch_warnings, overrides.warnings, sort(probes.warnings), overrides.unhonoured_warnings]),
 		"refused_overrides": overrides.refused,
 		"honoured_overrides": overrides.honoured,
 	},

@@ -425,3 +425,28 @@ proxy_config_field("proxyStatsMatcher", v) if {
 		}
 	}
 }
+
+# --- Istio annotations this bundle does not honour yet -------------------------------------------------
+
+# Istio's injection annotations the default templates do not act on yet, and why not: a pod that
+# carries one is told, by a warning that names it, that it has no effect, rather than left to
+# think it has.
+unhonoured := {
+	"sidecar.istio.io/proxyImageType": "the proxy image is the bundle's (values.proxy.image) or sidecar.istio.io/proxyImage",
+	"sidecar.istio.io/componentLogLevel": "the proxy's component log levels are not set per pod yet",
+	"sidecar.istio.io/agentLogLevel": "the agent's log level is not set per pod yet",
+	"sidecar.istio.io/bootstrapOverride": "a custom Envoy bootstrap is not mounted yet",
+	"sidecar.istio.io/userVolume": "volumes are not added per pod yet",
+	"sidecar.istio.io/userVolumeMount": "volume mounts are not added to the proxy per pod yet",
+	"sidecar.istio.io/capNetBindService": "the proxy does not get NET_BIND_SERVICE per pod yet",
+	"istio.io/reroute-virtual-interfaces": "use traffic.sidecar.istio.io/kubevirtInterfaces",
+	"prometheus.istio.io/merge-metrics": "the proxy does not merge the app's metrics yet",
+}
+
+# METADATA
+# title: Warnings for Istio annotations without effect
+# description: One for each annotation of unhonoured the pod has, in key order.
+unhonoured_warnings := [sprintf("pod annotation %s has no effect with this bundle: %s", [key, why]) |
+	some key, why in unhonoured
+	lib.pod_annotations[key]
+]

@@ -728,3 +728,13 @@ test_proxy_config_that_cannot_be_used_is_refused if {
 		refused({"proxy.istio.io/config": value}, sprintf("pod annotation proxy.istio.io/config=%q %s", [value, problem]))
 	}
 }
+
+test_istio_annotations_without_effect_warn if {
+	d := decide({"sidecar.istio.io/userVolume": `{"x": {}}`, "prometheus.istio.io/merge-metrics": "false"})
+	d.inject == true
+	d.warnings == [
+		"pod annotation prometheus.istio.io/merge-metrics has no effect with this bundle: the proxy does not merge the app's metrics yet",
+		"pod annotation sidecar.istio.io/userVolume has no effect with this bundle: volumes are not added per pod yet",
+	]
+	decide({}).warnings == []
+}
