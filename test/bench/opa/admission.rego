@@ -3,18 +3,36 @@
 # patch in Rego (the way kube-mgmt-style policies do it) instead of rendered from a Go template.
 # Served with `opa run --server --set default_decision=bench/admission/review`; the harness checks
 # that both patches give the same pod before it measures.
+#
+# It builds what the default bundle's sidecar variant builds: istio-init and istio-proxy (a native
+# sidecar first among the init containers, or the classic placement), the app's probes rewritten
+# through the agent, the mesh labels and annotations, the volumes. Other variants, several
+# templates, and pods that declare their own istio-proxy or istio-init are admitted unchanged.
 package bench.admission
 
 import data.injector.mutate
 
+# The revision rego-injector serves the default bundle as (bundles/default/.manifest); OPA's server
+# loads the bundle's files as plain data and policies, without the manifest.
+revision := "default-1"
+
+pod := input.request.object
+
+pod_labels := object.get(pod.metadata, "labels", {})
+
+pod_annotations := object.get(pod.metadata, "annotations", {})
+
 # The policy input rego-injector builds, from the review. The harness's pods opt in by label, and
 # the injector runs without a cluster, so the namespace has no labels.
-policy_input := {
-	"request": object.remove(input.request, ["object", "oldObject"]),
-	"object": input.request.object,
-	"namespace": {"name": input.request.namespace, "labels": {}, "annotations": {}},
-	"injector": {"revision": "default-1", "namespace": ""},
-}
+policy_input := object.union(
+	{
+		"request": object.remove(input.request, ["object", "oldObject"]),
+		"object": pod,
+		"namespace": {"name": input.request.namespace, "labels": {}, "annotations": {}},
+		"injector": {"revision": revision, "namespace": ""},
+	},
+	{"owner": owner | owner},
+)
 
 decision := d if {
 	d := mutate.decision with input as policy_input
@@ -30,107 +48,352 @@ answer := {
 } if {
 	decision.inject
 	decision.variant == "sidecar"
+	not decision.templates
+	not declares_own_containers
 } else := {"uid": input.request.uid, "allowed": true}
 
-pod := input.request.object
+declares_own_containers if {
+	some list in ["initContainers", "containers"]
+	some container in object.get(pod.spec, list, [])
+	container.name in {values.proxy.name, values.init.name}
+}
 
 values := decision.values
 
+# Undefined, and the pod admitted unchanged, when any part is: never a partial sidecar.
 patch := array.concat(
-	array.concat(metadata_ops, [{"op": "add", "path": "/spec/initContainers", "value": [init_container]}]),
-	array.concat([{"op": "add", "path": "/spec/containers/-", "value": proxy_container}], [{"op": "add", "path": "/spec/volumes/-", "value": v} | some v in volumes]),
+	array.concat(metadata_ops, probe_ops),
+	array.concat(array.concat(init_container_ops, container_ops), volume_ops),
 )
 
-# The labels and annotations the sidecar variant adds, where the pod has none of that name.
-added_labels := {
-	"security.istio.io/tlsMode": "istio",
-	"service.istio.io/canonical-name": pod.metadata.labels.app,
+# The pod's top controller: its controlling owner reference, a ReplicaSet lifted to the Deployment
+# whose pod-template-hash ends its name.
+owner := {"apiVersion": "apps/v1", "kind": "Deployment", "name": trim_suffix(ref.name, suffix)} if {
+	ref := controller_ref
+	ref.kind == "ReplicaSet"
+	hash := pod_labels["pod-template-hash"]
+	hash != ""
+	suffix := concat("", ["-", hash])
+	endswith(ref.name, suffix)
+} else := {"apiVersion": object.get(ref, "apiVersion", ""), "kind": object.get(ref, "kind", ""), "name": object.get(ref, "name", "")} if {
+	ref := controller_ref
 }
 
-added_annotations := {
-	"prometheus.io/path": "/stats/prometheus",
-	"prometheus.io/port": "15020",
-	"prometheus.io/scrape": "true",
-	"kubectl.kubernetes.io/default-container": pod.spec.containers[0].name,
+controller_ref := refs[0] if {
+	refs := [ref | some ref in pod.metadata.ownerReferences; ref.controller == true]
 }
+
+workload_name := owner.name if {
+	owner
+} else := pod.metadata.name if {
+	pod.metadata.name != ""
+} else := trim_suffix(object.get(pod.metadata, "generateName", ""), "-")
+
+# Metadata: the pod's own labels and annotations win.
+
+canonical_name := trim_suffix(substring(name, 0, 63), "-") if {
+	name := object.get(pod_labels, "app.kubernetes.io/name", object.get(pod_labels, "app", ""))
+	name != ""
+} else := trim_suffix(substring(workload_name, 0, 63), "-")
+
+added_labels := object.union(
+	{"security.istio.io/tlsMode": "istio"},
+	{"service.istio.io/canonical-name": canonical_name | canonical_name != ""},
+)
+
+# kubectl logs and exec land in the first app container, not the proxy.
+app_containers := [container.name | some container in pod.spec.containers; container.name != values.proxy.name]
+
+added_annotations := object.union(
+	{
+		"prometheus.io/scrape": "true",
+		"prometheus.io/port": "15020",
+		"prometheus.io/path": "/stats/prometheus",
+	},
+	{key: app_containers[0] |
+		count(app_containers) > 0
+		some key in ["kubectl.kubernetes.io/default-container", "kubectl.kubernetes.io/default-logs-container"]
+	},
+)
+
+metadata_ops := array.concat(
+	map_additions("/metadata/labels", pod_labels, added_labels),
+	map_additions("/metadata/annotations", pod_annotations, added_annotations),
+)
+
+# Add operations for the entries of added that current (the pod's map at path) does not have: the
+# whole map when the pod has none.
+map_additions(path, current, added) := [{"op": "add", "path": path, "value": added}] if {
+	count(current) == 0
+} else := [{"op": "add", "path": concat("/", [path, pointer(key)]), "value": value} |
+	some key, value in added
+	not has_key(current, key)
+]
+
+has_key(obj, key) if _ = obj[key]
 
 pointer(key) := replace(replace(key, "~", "~0"), "/", "~1")
 
-metadata_ops := array.concat(
-	[{"op": "add", "path": concat("", ["/metadata/labels/", pointer(k)]), "value": v} |
-		some k, v in added_labels
-		not pod.metadata.labels[k]
-	],
-	[{"op": "add", "path": concat("", ["/metadata/annotations/", pointer(k)]), "value": v} |
-		some k, v in added_annotations
-		not pod.metadata.annotations[k]
-	],
-)
+# Probes: the app's HTTP, TCP and gRPC probes become HTTP GETs of /app-health/<container>/<kind> on
+# the agent's port, and the agent gets the original handlers in ISTIO_KUBE_APP_PROBERS.
 
-field_env(name, path) := {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+probe_kinds := [["readinessProbe", "readyz"], ["livenessProbe", "livez"], ["startupProbe", "startupz"]]
 
-# The JSON of the pod's container ports, as the Go template writes it.
+app_probes := [probe |
+	values.probes.rewrite
+	some list in ["initContainers", "containers"]
+	some index, container in object.get(pod.spec, list, [])
+	container.name != values.proxy.name
+	some [field, suffix] in probe_kinds
+	original := container[field]
+	handler := agent_handler(original, container)
+	path := sprintf("/app-health/%s/%s", [container.name, suffix])
+	probe := {
+		"pointer": sprintf("/spec/%s/%d/%s", [list, index, field]),
+		"path": path,
+		"handler": handler,
+		"timeout": object.get(original, "timeoutSeconds", 0),
+		"rewritten": object.union(object.remove(original, ["httpGet", "tcpSocket", "grpc", "exec"]), {"httpGet": agent_get(original, path)}),
+	}
+]
+
+probe_ops := [{"op": "replace", "path": probe.pointer, "value": probe.rewritten} | some probe in app_probes]
+
+# The handler the agent runs for the kubelet, its port a number; undefined for exec probes and ports
+# the container cannot resolve.
+agent_handler(probe, container) := {"httpGet": object.union(probe.httpGet, {"port": port})} if {
+	port := port_number(probe.httpGet.port, container)
+} else := {"tcpSocket": object.union(probe.tcpSocket, {"port": port})} if {
+	not probe.httpGet
+	port := port_number(probe.tcpSocket.port, container)
+} else := {"grpc": probe.grpc} if {
+	not probe.httpGet
+	not probe.tcpSocket
+	probe.grpc
+}
+
+# What the kubelet asks the agent: an HTTP probe keeps its host and headers (HTTPS becomes HTTP,
+# which the agent speaks).
+agent_get(probe, path) := object.union(probe.httpGet, {"path": path, "port": values.probes.port, "scheme": "HTTP"}) if {
+	probe.httpGet.scheme == "HTTPS"
+} else := object.union(probe.httpGet, {"path": path, "port": values.probes.port}) if {
+	probe.httpGet
+} else := {"path": path, "port": values.probes.port}
+
+port_number(port, container) := port if {
+	is_number(port)
+	port > 0
+	port <= 65535
+} else := named[0] if {
+	is_string(port)
+	named := [p.containerPort | some p in container.ports; p.name == port]
+	count(named) > 0
+} else := to_number(port) if {
+	is_string(port)
+	regex.match(`^[0-9]{1,5}$`, port)
+	to_number(port) > 0
+	to_number(port) <= 65535
+}
+
+# The agent's table, keyed by path in order, each handler's fields in the order Kubernetes writes
+# them (json.marshal would sort them).
+app_probers := json_object([[path, probers[path]] | some path in sort(object.keys(probers))]) if {
+	count(app_probes) > 0
+	probers := {probe.path: json_object(array.concat(
+		[[kind, fields_json(handler, handler_fields[kind])] | some kind, handler in probe.handler],
+		[["timeoutSeconds", json.marshal(probe.timeout)] | probe.timeout > 0],
+	)) |
+		some probe in app_probes
+	}
+}
+
+handler_fields := {
+	"httpGet": ["path", "port", "host", "scheme", "httpHeaders"],
+	"tcpSocket": ["port", "host"],
+	"grpc": ["port", "service"],
+}
+
+# JSON text of the members, [name, JSON text of the value], in order.
+json_object(members) := concat("", ["{", concat(",", [sprintf("%s:%s", [json.marshal(m[0]), m[1]]) | some m in members]), "}"])
+
+# JSON text of obj's fields in the order given, empty ones left out.
+fields_json(obj, names) := json_object([[name, json.marshal(value)] |
+	some name in names
+	value := obj[name]
+	not value in {null, "", 0, []}
+])
+
+# The pod's container ports, for the proxy's metadata.
 pod_ports := concat("", [
-	"[", concat(",", [sprintf(`{"name":%q,"containerPort":%d}`, [p.name, p.containerPort]) |
-		some c in pod.spec.containers
-		some p in c.ports
+	"[",
+	concat(",", [fields_json(port, ["name", "hostPort", "containerPort", "protocol", "hostIP"]) |
+		some container in pod.spec.containers
+		some port in container.ports
 	]),
 	"]",
 ])
 
-# A ReplicaSet's pod is named after its Deployment: the ReplicaSet's name less the template hash.
-workload_name := name if {
-	some ref in pod.metadata.ownerReferences
-	ref.controller
-	ref.kind == "ReplicaSet"
-	suffix := concat("", ["-", pod.metadata.labels["pod-template-hash"]])
-	endswith(ref.name, suffix)
-	name := trim_suffix(ref.name, suffix)
-} else := pod.metadata.name
+# The containers.
 
-proxy_container := {
-	"name": values.proxy.name,
-	"image": values.proxy.image,
-	"imagePullPolicy": values.proxy.imagePullPolicy,
-	"args": ["proxy", "sidecar", "--domain", sprintf("$(POD_NAMESPACE).svc.%s", [values.clusterDomain]), sprintf("--proxyLogLevel=%s", [values.proxy.logLevel]), "--concurrency", sprintf("%v", [values.proxy.concurrency])],
-	"env": [
-		field_env("POD_NAME", "metadata.name"),
-		field_env("POD_NAMESPACE", "metadata.namespace"),
-		field_env("INSTANCE_IP", "status.podIP"),
-		field_env("SERVICE_ACCOUNT", "spec.serviceAccountName"),
-		field_env("HOST_IP", "status.hostIP"),
-		{"name": "PROXY_CONFIG", "value": json.marshal({"discoveryAddress": values.discoveryAddress, "concurrency": values.proxy.concurrency})},
-		{"name": "ISTIO_META_POD_PORTS", "value": pod_ports},
-		{"name": "ISTIO_META_CLUSTER_ID", "value": "Kubernetes"},
-		{"name": "TRUST_DOMAIN", "value": values.trustDomain},
-		{"name": "ISTIO_META_WORKLOAD_NAME", "value": workload_name},
-		{"name": "ISTIO_META_INJECTION_VARIANT", "value": "sidecar"},
-		{"name": "ISTIO_META_INJECTION_REVISION", "value": "default-1"},
-	],
-	"ports": [{"containerPort": values.proxy.prometheusPort, "name": "http-envoy-prom", "protocol": "TCP"}],
-	"readinessProbe": {"httpGet": {"path": "/healthz/ready", "port": values.proxy.statusPort}, "initialDelaySeconds": 1, "periodSeconds": 2, "timeoutSeconds": 3, "failureThreshold": 30},
-	"resources": values.proxy.resources,
-	"securityContext": {
-		"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}, "privileged": false, "readOnlyRootFilesystem": true,
-		"runAsGroup": values.proxy.uid, "runAsNonRoot": true, "runAsUser": values.proxy.uid,
-	},
-	"volumeMounts": [
-		{"name": "istio-envoy", "mountPath": "/etc/istio/proxy"},
-		{"name": "istio-data", "mountPath": "/var/lib/istio/data"},
-		{"name": "istio-podinfo", "mountPath": "/etc/istio/pod"},
-		{"name": "istio-token", "mountPath": "/var/run/secrets/tokens"},
-	],
+redirects := values.init.interceptionMode != "NONE"
+
+native := values.proxy.native == true
+
+# Native: istio-init then istio-proxy before the pod's own init containers. Classic: istio-init
+# after them (they do not run behind a redirect with no proxy), istio-proxy among the containers,
+# first when the app waits for it.
+init_container_ops := prepend("/spec/initContainers", object.get(pod.spec, "initContainers", []), array.concat(
+	[init_container | redirects],
+	[native_proxy_container],
+)) if {
+	native
+} else := append("/spec/initContainers", object.get(pod.spec, "initContainers", []), [init_container | redirects])
+
+container_ops := [] if {
+	native
+} else := [{"op": "add", "path": "/spec/containers/0", "value": proxy_container}] if {
+	values.proxyConfig.holdApplicationUntilProxyStarts == true
+} else := [{"op": "add", "path": "/spec/containers/-", "value": proxy_container}]
+
+volume_ops := append("/spec/volumes", current, [volume | some volume in volumes; not volume.name in {v.name | some v in current}]) if {
+	current := object.get(pod.spec, "volumes", [])
 }
+
+prepend(path, current, items) := [{"op": "add", "path": path, "value": items}] if {
+	count(items) > 0
+	count(current) == 0
+} else := [{"op": "add", "path": sprintf("%s/%d", [path, i]), "value": item} | some i, item in items]
+
+append(path, current, items) := [{"op": "add", "path": path, "value": items}] if {
+	count(items) > 0
+	count(current) == 0
+} else := [{"op": "add", "path": concat("", [path, "/-"]), "value": item} | some item in items]
+
+field_env(name, path) := {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+proxy_env := array.concat(
+	array.concat(
+		[
+			field_env("POD_NAME", "metadata.name"),
+			field_env("POD_NAMESPACE", "metadata.namespace"),
+			field_env("INSTANCE_IP", "status.podIP"),
+			field_env("SERVICE_ACCOUNT", "spec.serviceAccountName"),
+			field_env("HOST_IP", "status.hostIP"),
+			{"name": "PROXY_CONFIG", "value": json.marshal(values.proxyConfig)},
+		],
+		[{"name": name, "value": sprintf("%v", [metadata[name]])} |
+			metadata := object.get(values.proxyConfig, "proxyMetadata", {})
+			some name in sort(object.keys(metadata))
+		],
+	),
+	array.concat(
+		[
+			{"name": "ISTIO_META_POD_PORTS", "value": pod_ports},
+			{"name": "ISTIO_META_CLUSTER_ID", "value": "Kubernetes"},
+			{"name": "TRUST_DOMAIN", "value": values.trustDomain},
+			{"name": "ISTIO_META_WORKLOAD_NAME", "value": workload_name},
+			{"name": "ISTIO_META_INJECTION_VARIANT", "value": decision.variant},
+			{"name": "ISTIO_META_INJECTION_REVISION", "value": revision},
+			{"name": "ISTIO_META_INTERCEPTION_MODE", "value": values.init.interceptionMode},
+		],
+		[{"name": "ISTIO_KUBE_APP_PROBERS", "value": app_probers} | app_probers],
+	),
+)
+
+proxy_security_context := {
+	"allowPrivilegeEscalation": false, "capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]}, "privileged": false,
+	"readOnlyRootFilesystem": true, "runAsGroup": values.proxy.uid, "runAsNonRoot": false, "runAsUser": 0,
+} if {
+	values.init.interceptionMode == "TPROXY"
+} else := {
+	"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}, "privileged": false,
+	"readOnlyRootFilesystem": true, "runAsGroup": values.proxy.uid, "runAsNonRoot": true, "runAsUser": values.proxy.uid,
+}
+
+ready_get := {"path": "/healthz/ready", "port": values.proxy.statusPort}
+
+proxy_container := object.union(
+	{
+		"name": values.proxy.name,
+		"image": values.proxy.image,
+		"imagePullPolicy": values.proxy.imagePullPolicy,
+		"args": [
+			"proxy", "sidecar", "--domain", sprintf("$(POD_NAMESPACE).svc.%s", [values.clusterDomain]),
+			sprintf("--proxyLogLevel=%s", [values.proxy.logLevel]), "--concurrency", sprintf("%v", [values.proxyConfig.concurrency]),
+		],
+		"env": proxy_env,
+		"ports": [{"containerPort": values.proxy.prometheusPort, "name": "http-envoy-prom", "protocol": "TCP"}],
+		"readinessProbe": {
+			"httpGet": ready_get,
+			"initialDelaySeconds": values.proxy.readiness.initialDelaySeconds,
+			"periodSeconds": values.proxy.readiness.periodSeconds,
+			"timeoutSeconds": values.proxy.readiness.timeoutSeconds,
+			"failureThreshold": values.proxy.readiness.failureThreshold,
+		},
+		"resources": values.proxy.resources,
+		"securityContext": proxy_security_context,
+		"volumeMounts": [
+			{"name": "istio-envoy", "mountPath": "/etc/istio/proxy"},
+			{"name": "istio-data", "mountPath": "/var/lib/istio/data"},
+			{"name": "istio-podinfo", "mountPath": "/etc/istio/pod"},
+			{"name": "istio-token", "mountPath": "/var/run/secrets/tokens"},
+		],
+	},
+	object.union(
+		{"startupProbe": {
+			"httpGet": ready_get, "initialDelaySeconds": 0, "periodSeconds": 1, "timeoutSeconds": 3,
+			"failureThreshold": values.proxy.startup.failureThreshold,
+		} |
+			values.proxy.startup.enabled == true
+		},
+		{"lifecycle": {"postStart": {"exec": {"command": ["pilot-agent", "wait"]}}} |
+			not native
+			values.proxyConfig.holdApplicationUntilProxyStarts == true
+		},
+	),
+)
+
+# As a native sidecar: restarted whatever the pod's policy, and drained before the pod's containers
+# stop.
+native_proxy_container := object.union(proxy_container, {
+	"restartPolicy": "Always",
+	"lifecycle": {"preStop": {"exec": {"command": ["pilot-agent", "request", sprintf("--debug-port=%v", [values.probes.port]), "POST", "drain"]}}},
+})
+
+# -d: Envoy's metrics and health ports, the pod's excluded ports, and the agent's port, which the
+# rewritten probes call.
+excluded_inbound_ports := concat(",", ["15090,15021", with_port(values.init.excludeInboundPorts, sprintf("%v", [values.probes.port]))])
+
+with_port(list, port) := list if {
+	port in {"", "0"}
+} else := list if {
+	port in split(list, ",")
+} else := concat(",", array.concat([item | some raw in split(list, ","); item := trim_space(raw); item != ""], [port]))
+
+iptables_options := [["-q", "includeOutboundPorts"], ["-o", "excludeOutboundPorts"], ["-k", "kubevirtInterfaces"], ["-c", "excludeInterfaces"]]
 
 init_container := {
 	"name": values.init.name,
 	"image": values.proxy.image,
 	"imagePullPolicy": values.proxy.imagePullPolicy,
-	"args": [
-		"istio-iptables", "-p", sprintf("%v", [values.proxy.outboundPort]), "-z", sprintf("%v", [values.proxy.inboundPort]),
-		"-u", sprintf("%v", [values.proxy.uid]), "-m", "REDIRECT", "-i", "*", "-x", "", "-b", "*", "-d", values.init.excludeInboundPorts,
-	],
-	"resources": {"requests": {"cpu": "10m", "memory": "40Mi"}, "limits": {"cpu": "100m", "memory": "50Mi"}},
+	"args": array.concat(
+		[
+			"istio-iptables", "-p", sprintf("%v", [values.proxy.outboundPort]), "-z", sprintf("%v", [values.proxy.inboundPort]),
+			"-u", sprintf("%v", [values.proxy.uid]), "-m", values.init.interceptionMode, "-i", values.init.includeOutboundIPRanges,
+			"-x", values.init.excludeOutboundIPRanges, "-b", values.init.includeInboundPorts, "-d", excluded_inbound_ports,
+		],
+		array.concat(
+			[arg |
+				some [flag, key] in iptables_options
+				value := values.init[key]
+				value != ""
+				some arg in [flag, value]
+			],
+			[sprintf("--log_output_level=%s", [values.init.logLevel])],
+		),
+	),
+	# The proxy's resources, so that the same annotations size both.
+	"resources": values.proxy.resources,
 	"securityContext": {
 		"allowPrivilegeEscalation": false, "capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]}, "privileged": false,
 		"readOnlyRootFilesystem": false, "runAsGroup": 0, "runAsNonRoot": false, "runAsUser": 0,
