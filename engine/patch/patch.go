@@ -161,7 +161,17 @@ func (d *differ) list(path string, a, b []any) {
 				d.ops = append(d.ops, operation{Op: "add", Path: path + "/" + strconv.Itoa(pre+k), Value: &bm[k]})
 			}
 			for k := range am {
-				d.value(path+"/"+strconv.Itoa(pre+o+k), am[k], bm[o+k], walkDepth)
+				// Walk each changed item's members: members it shares with the original by
+				// identity (a container's env list, say) are skipped, and only the members that
+				// changed (a rewritten probe) go to the library.
+				p := path + "/" + strconv.Itoa(pre+o+k)
+				if x, ok := am[k].(map[string]any); ok {
+					if y, ok := bm[o+k].(map[string]any); ok {
+						d.object(p, x, y, walkDepth)
+						continue
+					}
+				}
+				d.value(p, am[k], bm[o+k], walkDepth)
 			}
 			for k := o + len(am); k < len(bm); k++ {
 				d.ops = append(d.ops, operation{Op: "add", Path: path + "/" + strconv.Itoa(pre+k), Value: &bm[k]})
