@@ -15,9 +15,21 @@ istio_overrides := {
 		"override": "proxy_image", "check": "image",
 		"path": ["proxy", "image"], "effect": "sets the proxy image",
 	},
+	"sidecar.istio.io/proxyImageType": {
+		"override": "proxy_image", "check": "image_type",
+		"path": ["proxy", "imageType"], "effect": "sets the proxy image's type (the suffix of its tag)",
+	},
 	"sidecar.istio.io/logLevel": {
 		"override": "log_level", "check": "log_level",
 		"path": ["proxy", "logLevel"], "effect": "sets the proxy log level",
+	},
+	"sidecar.istio.io/componentLogLevel": {
+		"override": "log_level", "check": "component_log_level",
+		"path": ["proxy", "componentLogLevel"], "effect": "sets the log levels of Envoy's components",
+	},
+	"sidecar.istio.io/agentLogLevel": {
+		"override": "log_level", "check": "agent_log_level",
+		"path": ["proxy", "agentLogLevel"], "effect": "sets the log levels of the agent and of istio-iptables",
 	},
 	"traffic.sidecar.istio.io/excludeInboundPorts": {
 		"override": "excluded_ports", "check": "ports", "append": true,
@@ -195,6 +207,15 @@ value_problem(entry, value) := "is not an image reference" if {
 	entry.check == "ranges_or_all"
 	value != "*"
 	not range_list(value)
+} else := "is not a comma-separated list of component:level (levels: trace, debug, info, warning, error, critical, off)" if {
+	entry.check == "component_log_level"
+	not every_item_matches(value, `^[a-z0-9_]+:(trace|debug|info|warning|error|critical|off)$`)
+} else := "is not a comma-separated list of [scope:]level (levels: debug, info, warn, error, fatal, none)" if {
+	entry.check == "agent_log_level"
+	not every_item_matches(value, `^([a-zA-Z0-9_.-]+:)?(debug|info|warn|error|fatal|none)$`)
+} else := "is not an image type (default, distroless, debug or another lower-case name)" if {
+	entry.check == "image_type"
+	not regex.match(`^[a-z0-9][a-z0-9.-]{0,63}$`, value)
 } else := "is not an interception mode (REDIRECT, TPROXY or NONE)" if {
 	entry.check == "interception_mode"
 	not value in {"REDIRECT", "TPROXY", "NONE"}
@@ -228,7 +249,7 @@ override_value(entry, value) := concat(",", [items | some items in [shipped, con
 	shipped := object.get(lib.values, entry.path, "")
 	is_string(shipped)
 } else := concat(",", list_items(value)) if {
-	entry.check in {"ports", "ports_or_all", "ranges", "ranges_or_all", "interfaces"}
+	entry.check in {"ports", "ports_or_all", "ranges", "ranges_or_all", "interfaces", "component_log_level", "agent_log_level"}
 } else := yaml.unmarshal(value) if {
 	entry.check == "proxy_config"
 } else := value
@@ -339,6 +360,15 @@ port(item) if {
 	to_number(item) <= 65535
 }
 
+# Every item of the comma-separated value matches pattern, and there is at least one.
+every_item_matches(value, pattern) if {
+	items := list_items(value)
+	count(items) > 0
+	every item in items {
+		regex.match(pattern, item)
+	}
+}
+
 # Network interface names as Linux takes them: 1-15 characters, no slash, colon or space.
 interface_list(value) if {
 	every item in list_items(value) {
@@ -432,9 +462,6 @@ proxy_config_field("proxyStatsMatcher", v) if {
 # carries one is told, by a warning that names it, that it has no effect, rather than left to
 # think it has.
 unhonoured := {
-	"sidecar.istio.io/proxyImageType": "the proxy image is the bundle's (values.proxy.image) or sidecar.istio.io/proxyImage",
-	"sidecar.istio.io/componentLogLevel": "the proxy's component log levels are not set per pod yet",
-	"sidecar.istio.io/agentLogLevel": "the agent's log level is not set per pod yet",
 	"sidecar.istio.io/bootstrapOverride": "a custom Envoy bootstrap is not mounted yet",
 	"sidecar.istio.io/userVolume": "volumes are not added per pod yet",
 	"sidecar.istio.io/userVolumeMount": "volume mounts are not added to the proxy per pod yet",

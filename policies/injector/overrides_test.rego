@@ -738,3 +738,43 @@ test_istio_annotations_without_effect_warn if {
 	]
 	decide({}).warnings == []
 }
+
+# --- log levels --------------------------------------------------------------------------------------
+
+test_component_and_agent_log_levels if {
+	honoured(
+		{"sidecar.istio.io/componentLogLevel": "misc:error, upstream:debug"},
+		{"proxy": {"componentLogLevel": "misc:error,upstream:debug"}},
+		`pod annotation sidecar.istio.io/componentLogLevel="misc:error, upstream:debug" sets the log levels of Envoy's components`,
+	)
+	honoured(
+		{"sidecar.istio.io/agentLogLevel": "default:debug,ads:info"},
+		{"proxy": {"agentLogLevel": "default:debug,ads:info"}},
+		`pod annotation sidecar.istio.io/agentLogLevel="default:debug,ads:info" sets the log levels of the agent and of istio-iptables`,
+	)
+	decide({"sidecar.istio.io/agentLogLevel": "debug"}).values.proxy.agentLogLevel == "debug"
+	every value in ["misc", "misc:loud", "", "misc:error;x"] {
+		refused(
+			{"sidecar.istio.io/componentLogLevel": value},
+			sprintf("pod annotation sidecar.istio.io/componentLogLevel=%q is not a comma-separated list of component:level (levels: trace, debug, info, warning, error, critical, off)", [value]),
+		)
+	}
+	refused(
+		{"sidecar.istio.io/agentLogLevel": "default:verbose"},
+		`pod annotation sidecar.istio.io/agentLogLevel="default:verbose" is not a comma-separated list of [scope:]level (levels: debug, info, warn, error, fatal, none)`,
+	)
+}
+
+test_proxy_image_type if {
+	every value in ["distroless", "debug", "default"] {
+		honoured(
+			{"sidecar.istio.io/proxyImageType": value},
+			{"proxy": {"imageType": value}},
+			sprintf("pod annotation sidecar.istio.io/proxyImageType=%q sets the proxy image's type (the suffix of its tag)", [value]),
+		)
+	}
+	refused(
+		{"sidecar.istio.io/proxyImageType": "Debug;x"},
+		`pod annotation sidecar.istio.io/proxyImageType="Debug;x" is not an image type (default, distroless, debug or another lower-case name)`,
+	)
+}

@@ -319,7 +319,10 @@ proxy_container := object.union(
 		"imagePullPolicy": values.proxy.imagePullPolicy,
 		"args": [
 			"proxy", "sidecar", "--domain", sprintf("$(POD_NAMESPACE).svc.%s", [values.clusterDomain]),
-			sprintf("--proxyLogLevel=%s", [values.proxy.logLevel]), "--concurrency", sprintf("%v", [values.proxyConfig.concurrency]),
+			sprintf("--proxyLogLevel=%s", [values.proxy.logLevel]),
+			sprintf("--proxyComponentLogLevel=%s", [values.proxy.componentLogLevel]),
+			sprintf("--log_output_level=%s", [values.proxy.agentLogLevel]),
+			"--concurrency", sprintf("%v", [values.proxyConfig.concurrency]),
 		],
 		"env": proxy_env,
 		"ports": [{"containerPort": values.proxy.prometheusPort, "name": "http-envoy-prom", "protocol": "TCP"}],
@@ -389,7 +392,7 @@ init_container := {
 				value != ""
 				some arg in [flag, value]
 			],
-			[sprintf("--log_output_level=%s", [values.init.logLevel])],
+			[sprintf("--log_output_level=%s", [values.proxy.agentLogLevel])],
 		),
 	),
 	# The proxy's resources, so that the same annotations size both.
