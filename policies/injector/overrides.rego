@@ -19,6 +19,18 @@ istio_overrides := {
 		"override": "proxy_image", "check": "image_type",
 		"path": ["proxy", "imageType"], "effect": "sets the proxy image's type (the suffix of its tag)",
 	},
+	"sidecar.istio.io/userVolume": {
+		"override": "user_volumes", "check": "user_volumes",
+		"path": ["proxy", "userVolumes"], "effect": "adds volumes to the pod",
+	},
+	"sidecar.istio.io/userVolumeMount": {
+		"override": "user_volumes", "check": "user_volume_mounts",
+		"path": ["proxy", "userVolumeMounts"], "effect": "mounts volumes into the proxy",
+	},
+	"sidecar.istio.io/bootstrapOverride": {
+		"override": "user_volumes", "check": "configmap_name",
+		"path": ["proxy", "bootstrapConfigMap"], "effect": "gives the proxy a custom Envoy bootstrap from that ConfigMap",
+	},
 	"sidecar.istio.io/logLevel": {
 		"override": "log_level", "check": "log_level",
 		"path": ["proxy", "logLevel"], "effect": "sets the proxy log level",
@@ -216,6 +228,12 @@ value_problem(entry, value) := "is not an image reference" if {
 } else := "is not an image type (default, distroless, debug or another lower-case name)" if {
 	entry.check == "image_type"
 	not regex.match(`^[a-z0-9][a-z0-9.-]{0,63}$`, value)
+} else := problem if {
+	entry.check in {"user_volumes", "user_volume_mounts"}
+	problem := user_volumes_problem(entry.check, value)
+} else := "is not a ConfigMap name" if {
+	entry.check == "configmap_name"
+	not regex.match(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`, value)
 } else := "is not an interception mode (REDIRECT, TPROXY or NONE)" if {
 	entry.check == "interception_mode"
 	not value in {"REDIRECT", "TPROXY", "NONE"}
@@ -252,6 +270,8 @@ override_value(entry, value) := concat(",", [items | some items in [shipped, con
 	entry.check in {"ports", "ports_or_all", "ranges", "ranges_or_all", "interfaces", "component_log_level", "agent_log_level"}
 } else := yaml.unmarshal(value) if {
 	entry.check == "proxy_config"
+} else := json.unmarshal(value) if {
+	entry.check in {"user_volumes", "user_volume_mounts"}
 } else := value
 
 nest([a], value) := {a: value}
@@ -462,9 +482,6 @@ proxy_config_field("proxyStatsMatcher", v) if {
 # carries one is told, by a warning that names it, that it has no effect, rather than left to
 # think it has.
 unhonoured := {
-	"sidecar.istio.io/bootstrapOverride": "a custom Envoy bootstrap is not mounted yet",
-	"sidecar.istio.io/userVolume": "volumes are not added per pod yet",
-	"sidecar.istio.io/userVolumeMount": "volume mounts are not added to the proxy per pod yet",
 	"sidecar.istio.io/capNetBindService": "the proxy does not get NET_BIND_SERVICE per pod yet",
 	"istio.io/reroute-virtual-interfaces": "use traffic.sidecar.istio.io/kubevirtInterfaces",
 	"prometheus.istio.io/merge-metrics": "the proxy does not merge the app's metrics yet",
@@ -477,3 +494,82 @@ unhonoured_warnings := [sprintf("pod annotation %s has no effect with this bundl
 	some key, why in unhonoured
 	lib.pod_annotations[key]
 ]
+
+# --- sidecar.istio.io/userVolume and userVolumeMount -------------------------------------------------
+
+# The volume sources a pod may add (a host path would give the proxy the node's files).
+user_volume_sources := {"emptyDir", "configMap", "secret", "projected", "downwardAPI", "persistentVolumeClaim", "csi", "ephemeral"}
+
+# The fields a volume mount into the proxy may set.
+user_volume_mount_fields := {"mountPath", "readOnly", "subPath", "subPathExpr", "mountPropagation"}
+
+# What is wrong with a userVolume or userVolumeMount value: JSON of volume (or mount) name to its
+# spec, as Istio reads it; undefined when it is fine.
+user_volumes_problem(check, value) := "is not JSON" if {
+	not json.is_valid(value)
+} else := "is not a JSON object of volume names to their specs" if {
+	not user_volumes_shape(json.unmarshal(value))
+} else := sprintf("adds volume %s, a name the sidecar or the pod already uses", [name]) if {
+	check == "user_volumes"
+	some name, _ in json.unmarshal(value)
+	taken_volume(name)
+} else := sprintf("adds volume %s, whose source is not one of %s", [name, concat(", ", sort(user_volume_sources))]) if {
+	check == "user_volumes"
+	some name, spec in json.unmarshal(value)
+	not user_volume(spec)
+} else := sprintf("mounts %s with fields a volume mount into the proxy may not set or without a mountPath (allowed: %s)", [name, concat(", ", sort(user_volume_mount_fields))]) if {
+	check == "user_volume_mounts"
+	some name, spec in json.unmarshal(value)
+	not user_volume_mount(spec)
+} else := sprintf("mounts %s, which is neither a volume of the pod nor one of sidecar.istio.io/userVolume", [name]) if {
+	check == "user_volume_mounts"
+	some name, _ in json.unmarshal(value)
+	not mountable(name)
+}
+
+user_volumes_shape(volumes) if {
+	is_object(volumes)
+	count(volumes) > 0
+	every name, spec in volumes {
+		regex.match(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`, name)
+		is_object(spec)
+	}
+}
+
+user_volume(spec) if {
+	not spec.mountPath
+	count(spec) == 1
+	some source, _ in spec
+	source in user_volume_sources
+	is_object(spec[source])
+}
+
+user_volume_mount(spec) if {
+	is_string(spec.mountPath)
+	startswith(spec.mountPath, "/")
+	every field, _ in spec {
+		field in user_volume_mount_fields
+	}
+}
+
+# The volumes the default templates add.
+sidecar_volumes := {"istio-envoy", "istio-data", "istio-podinfo", "istio-token", "custom-bootstrap-volume"}
+
+taken_volume(name) if name in sidecar_volumes
+
+taken_volume(name) if {
+	some volume in input.object.spec.volumes
+	volume.name == name
+}
+
+# A volume name the proxy may mount: one of the pod's, or one a userVolume annotation adds.
+mountable(name) if {
+	some volume in input.object.spec.volumes
+	volume.name == name
+}
+
+mountable(name) if {
+	raw := lib.pod_annotations["sidecar.istio.io/userVolume"]
+	json.is_valid(raw)
+	_ = json.unmarshal(raw)[name]
+}

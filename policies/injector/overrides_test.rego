@@ -730,11 +730,11 @@ test_proxy_config_that_cannot_be_used_is_refused if {
 }
 
 test_istio_annotations_without_effect_warn if {
-	d := decide({"sidecar.istio.io/userVolume": `{"x": {}}`, "prometheus.istio.io/merge-metrics": "false"})
+	d := decide({"sidecar.istio.io/capNetBindService": "true", "prometheus.istio.io/merge-metrics": "false"})
 	d.inject == true
 	d.warnings == [
 		"pod annotation prometheus.istio.io/merge-metrics has no effect with this bundle: the proxy does not merge the app's metrics yet",
-		"pod annotation sidecar.istio.io/userVolume has no effect with this bundle: volumes are not added per pod yet",
+		"pod annotation sidecar.istio.io/capNetBindService has no effect with this bundle: the proxy does not get NET_BIND_SERVICE per pod yet",
 	]
 	decide({}).warnings == []
 }
@@ -777,4 +777,50 @@ test_proxy_image_type if {
 		{"sidecar.istio.io/proxyImageType": "Debug;x"},
 		`pod annotation sidecar.istio.io/proxyImageType="Debug;x" is not an image type (default, distroless, debug or another lower-case name)`,
 	)
+}
+
+# --- user volumes and bootstrap ----------------------------------------------------------------------
+
+test_user_volumes_and_mounts if {
+	annotations := {
+		"sidecar.istio.io/userVolume": `{"certs": {"secret": {"secretName": "web-certs"}}}`,
+		"sidecar.istio.io/userVolumeMount": `{"certs": {"mountPath": "/etc/certs", "readOnly": true}}`,
+	}
+	d := decide(annotations)
+	d.values.proxy.userVolumes == {"certs": {"secret": {"secretName": "web-certs"}}}
+	d.values.proxy.userVolumeMounts == {"certs": {"mountPath": "/etc/certs", "readOnly": true}}
+	d.warnings == []
+
+	# a volume of the pod's own may be mounted too
+	own := mutate.decision with input as object.union(pod({"sidecar.istio.io/userVolumeMount": `{"data": {"mountPath": "/data"}}`}), {"object": {"spec": {"volumes": [{"name": "data", "emptyDir": {}}]}}})
+	own.values.proxy.userVolumeMounts == {"data": {"mountPath": "/data"}}
+}
+
+test_user_volumes_that_cannot_be_used_are_refused if {
+	every value, problem in {
+		"{": "is not JSON",
+		"[]": "is not a JSON object of volume names to their specs",
+		`{"Bad_Name": {"emptyDir": {}}}`: "is not a JSON object of volume names to their specs",
+		`{"node": {"hostPath": {"path": "/"}}}`: "adds volume node, whose source is not one of configMap, csi, downwardAPI, emptyDir, ephemeral, persistentVolumeClaim, projected, secret",
+		`{"two": {"emptyDir": {}, "secret": {}}}`: "adds volume two, whose source is not one of configMap, csi, downwardAPI, emptyDir, ephemeral, persistentVolumeClaim, projected, secret",
+		`{"istio-envoy": {"emptyDir": {}}}`: "adds volume istio-envoy, a name the sidecar or the pod already uses",
+	} {
+		refused({"sidecar.istio.io/userVolume": value}, sprintf("pod annotation sidecar.istio.io/userVolume=%q %s", [value, problem]))
+	}
+	every value, problem in {
+		`{"certs": {"mountPath": "etc"}}`: "mounts certs with fields a volume mount into the proxy may not set or without a mountPath (allowed: mountPath, mountPropagation, readOnly, subPath, subPathExpr)",
+		`{"certs": {"mountPath": "/etc", "name": "x"}}`: "mounts certs with fields a volume mount into the proxy may not set or without a mountPath (allowed: mountPath, mountPropagation, readOnly, subPath, subPathExpr)",
+		`{"nowhere": {"mountPath": "/x"}}`: "mounts nowhere, which is neither a volume of the pod nor one of sidecar.istio.io/userVolume",
+	} {
+		refused({"sidecar.istio.io/userVolumeMount": value}, sprintf("pod annotation sidecar.istio.io/userVolumeMount=%q %s", [value, problem]))
+	}
+}
+
+test_bootstrap_override if {
+	honoured(
+		{"sidecar.istio.io/bootstrapOverride": "web-bootstrap"},
+		{"proxy": {"bootstrapConfigMap": "web-bootstrap"}},
+		`pod annotation sidecar.istio.io/bootstrapOverride="web-bootstrap" gives the proxy a custom Envoy bootstrap from that ConfigMap`,
+	)
+	refused({"sidecar.istio.io/bootstrapOverride": "Web Bootstrap"}, `pod annotation sidecar.istio.io/bootstrapOverride="Web Bootstrap" is not a ConfigMap name`)
 }
