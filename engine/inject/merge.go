@@ -135,7 +135,11 @@ func rewriteProbes(spec map[string]any, section any) (map[string]map[string]map[
 			if i < 0 {
 				return nil, fmt.Errorf("rewrite: the pod has no %s %q", strings.TrimSuffix(field, "s"), name)
 			}
-			container := maps.Clone(existing[i].(map[string]any))
+			own, ok := existing[i].(map[string]any)
+			if !ok {
+				return nil, fmt.Errorf("rewrite: %s %q is not an object", strings.TrimSuffix(field, "s"), name)
+			}
+			container := maps.Clone(own)
 			kept := map[string]any{}
 			for _, probe := range rewrittenProbes {
 				if p, ok := rewrite[probe]; ok {
