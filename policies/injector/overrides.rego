@@ -31,6 +31,10 @@ istio_overrides := {
 		"override": "user_volumes", "check": "configmap_name",
 		"path": ["proxy", "bootstrapConfigMap"], "effect": "gives the proxy a custom Envoy bootstrap from that ConfigMap",
 	},
+	"sidecar.istio.io/capNetBindService": {
+		"override": "capabilities", "check": "boolean",
+		"path": ["proxy", "capNetBindService"], "effect": "sets whether the proxy may bind ports below 1024 (NET_BIND_SERVICE)",
+	},
 	"sidecar.istio.io/logLevel": {
 		"override": "log_level", "check": "log_level",
 		"path": ["proxy", "logLevel"], "effect": "sets the proxy log level",
@@ -228,6 +232,9 @@ value_problem(entry, value) := "is not an image reference" if {
 } else := "is not an image type (default, distroless, debug or another lower-case name)" if {
 	entry.check == "image_type"
 	not regex.match(`^[a-z0-9][a-z0-9.-]{0,63}$`, value)
+} else := "is not true or false" if {
+	entry.check == "boolean"
+	not value in {"true", "false"}
 } else := problem if {
 	entry.check in {"user_volumes", "user_volume_mounts"}
 	problem := user_volumes_problem(entry.check, value)
@@ -272,6 +279,8 @@ override_value(entry, value) := concat(",", [items | some items in [shipped, con
 	entry.check == "proxy_config"
 } else := json.unmarshal(value) if {
 	entry.check in {"user_volumes", "user_volume_mounts"}
+} else := value == "true" if {
+	entry.check == "boolean"
 } else := value
 
 nest([a], value) := {a: value}
@@ -482,7 +491,6 @@ proxy_config_field("proxyStatsMatcher", v) if {
 # carries one is told, by a warning that names it, that it has no effect, rather than left to
 # think it has.
 unhonoured := {
-	"sidecar.istio.io/capNetBindService": "the proxy does not get NET_BIND_SERVICE per pod yet",
 	"istio.io/reroute-virtual-interfaces": "use traffic.sidecar.istio.io/kubevirtInterfaces",
 	"prometheus.istio.io/merge-metrics": "the proxy does not merge the app's metrics yet",
 }

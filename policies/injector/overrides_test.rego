@@ -730,11 +730,11 @@ test_proxy_config_that_cannot_be_used_is_refused if {
 }
 
 test_istio_annotations_without_effect_warn if {
-	d := decide({"sidecar.istio.io/capNetBindService": "true", "prometheus.istio.io/merge-metrics": "false"})
+	d := decide({"istio.io/reroute-virtual-interfaces": "k6t-eth0", "prometheus.istio.io/merge-metrics": "false"})
 	d.inject == true
 	d.warnings == [
+		"pod annotation istio.io/reroute-virtual-interfaces has no effect with this bundle: use traffic.sidecar.istio.io/kubevirtInterfaces",
 		"pod annotation prometheus.istio.io/merge-metrics has no effect with this bundle: the proxy does not merge the app's metrics yet",
-		"pod annotation sidecar.istio.io/capNetBindService has no effect with this bundle: the proxy does not get NET_BIND_SERVICE per pod yet",
 	]
 	decide({}).warnings == []
 }
@@ -823,4 +823,13 @@ test_bootstrap_override if {
 		`pod annotation sidecar.istio.io/bootstrapOverride="web-bootstrap" gives the proxy a custom Envoy bootstrap from that ConfigMap`,
 	)
 	refused({"sidecar.istio.io/bootstrapOverride": "Web Bootstrap"}, `pod annotation sidecar.istio.io/bootstrapOverride="Web Bootstrap" is not a ConfigMap name`)
+}
+
+test_cap_net_bind_service if {
+	honoured(
+		{"sidecar.istio.io/capNetBindService": "true"},
+		{"proxy": {"capNetBindService": true}},
+		`pod annotation sidecar.istio.io/capNetBindService="true" sets whether the proxy may bind ports below 1024 (NET_BIND_SERVICE)`,
+	)
+	refused({"sidecar.istio.io/capNetBindService": "yes"}, `pod annotation sidecar.istio.io/capNetBindService="yes" is not true or false`)
 }
