@@ -27,7 +27,9 @@ import (
 //   - volumes, image pull secrets, labels and annotations are added where the pod has none of that
 //     name; the pod's own win;
 //   - the partial's rewrite section replaces probes of the pod's own containers (the app's probes
-//     sent through the proxy's agent), the probes they replace kept in st.Rewritten;
+//     sent through the proxy's agent), the probes they replace kept in st.Rewritten, and sets or
+//     removes annotations whatever the pod has (Istio's metrics merge), the values they replace
+//     kept in st.RewrittenAnnotations;
 //   - st lists what was added, so that Strip can take it away again.
 //
 // pod must hold only JSON values (as decoded by encoding/json); Apply changes only what Writable
@@ -42,6 +44,7 @@ func Apply(pod map[string]any, partial render.Partial, st Status) error {
 	if st.Rewritten, err = rewriteProbes(spec, partial["rewrite"]); err != nil {
 		return err
 	}
+	st.RewrittenAnnotations = rewriteAnnotations(meta, partial["rewrite"])
 	if st.Containers, err = mergeContainers(spec, "containers", list(pspec, "containers"), false, &st); err != nil {
 		return err
 	}
@@ -174,6 +177,34 @@ func hasNativeSidecar(initContainers []any) bool {
 		m, _ := c.(map[string]any)
 		return m["restartPolicy"] == "Always"
 	})
+}
+
+// rewriteAnnotations sets (or, for null, removes) the annotations the rewrite section names, the
+// pod's own included, and returns them as they were (nil for one the pod did not have).
+func rewriteAnnotations(meta map[string]any, section any) map[string]*string {
+	lists, _ := section.(map[string]any)
+	rewrites, _ := lists["annotations"].(map[string]any)
+	if len(rewrites) == 0 {
+		return nil
+	}
+	ann := child(meta, "annotations")
+	out := make(map[string]*string, len(rewrites))
+	for k, v := range rewrites {
+		if old, ok := ann[k].(string); ok {
+			out[k] = &old
+		} else {
+			out[k] = nil
+		}
+		if v == nil {
+			delete(ann, k)
+		} else {
+			ann[k] = v
+		}
+	}
+	if len(ann) == 0 {
+		delete(meta, "annotations")
+	}
+	return out
 }
 
 // addNamed appends the template's items whose names the pod does not use yet; it returns their names.

@@ -33,6 +33,9 @@ type Status struct {
 	// template's rewrite section replaced, as they were (null for a probe the container did not
 	// have): Strip puts them back.
 	Rewritten map[string]map[string]map[string]any `json:"rewritten,omitempty"`
+	// RewrittenAnnotations keeps the pod's annotations the rewrite section replaced or removed, as
+	// they were (null for one the pod did not have): Strip puts them back.
+	RewrittenAnnotations map[string]*string `json:"rewrittenAnnotations,omitempty"`
 }
 
 // Requester is the user and groups of an admission request, as policy's subjects read them.
@@ -109,6 +112,9 @@ func parseStatus(s string) (Status, error) {
 	if st.Rewritten, err = rewritten(fields["rewritten"]); err != nil {
 		return Status{}, err
 	}
+	if st.RewrittenAnnotations, err = rewrittenAnnotations(fields["rewrittenAnnotations"]); err != nil {
+		return Status{}, err
+	}
 	return st, nil
 }
 
@@ -158,6 +164,29 @@ func requester(v any) (*Requester, error) {
 		return nil, err
 	}
 	return &r, nil
+}
+
+// rewrittenAnnotations reads Status.RewrittenAnnotations: by key, the value as it was or null.
+func rewrittenAnnotations(v any) (map[string]*string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("rewrittenAnnotations: want an object, got %s", kindOf(v))
+	}
+	out := make(map[string]*string, len(m))
+	for k, v := range m {
+		switch v := v.(type) {
+		case nil:
+			out[k] = nil
+		case string:
+			out[k] = &v
+		default:
+			return nil, fmt.Errorf("rewrittenAnnotations[%q]: want a string or null, got %s", k, kindOf(v))
+		}
+	}
+	return out, nil
 }
 
 // rewrittenProbes are the probe fields a rewrite may replace.

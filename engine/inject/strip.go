@@ -22,6 +22,7 @@ func Strip(pod map[string]any) (bool, error) {
 	removeNamed(spec, "imagePullSecrets", st.ImagePullSecrets)
 	removeKeys(meta, "labels", st.Labels)
 	removeKeys(meta, "annotations", append(st.Annotations, StatusAnnotation))
+	restoreAnnotations(meta, st.RewrittenAnnotations)
 	return true, nil
 }
 
@@ -49,6 +50,29 @@ func restoreProbes(spec map[string]any, rewritten map[string]map[string]map[stri
 			}
 			items[i] = c
 		}
+	}
+}
+
+// restoreAnnotations puts back the annotations a rewrite replaced or removed.
+func restoreAnnotations(meta map[string]any, before map[string]*string) {
+	if len(before) == 0 || meta == nil {
+		return
+	}
+	ann, _ := meta["annotations"].(map[string]any)
+	if ann == nil {
+		ann = map[string]any{}
+	}
+	for k, v := range before {
+		if v == nil {
+			delete(ann, k)
+		} else {
+			ann[k] = *v
+		}
+	}
+	if len(ann) == 0 {
+		delete(meta, "annotations")
+	} else {
+		meta["annotations"] = ann
 	}
 }
 

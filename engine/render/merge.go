@@ -25,8 +25,19 @@ func Merge(a, b Partial) Partial {
 			out[section] = runtime.DeepCopyJSONValue(v)
 			continue
 		}
-		if section == "rewrite" { // by container, b's probes replace a's
+		if section == "rewrite" { // by container, b's probes replace a's; annotations by key
 			for field, bv := range bm {
+				if field == "annotations" {
+					merged, _ := am[field].(map[string]any)
+					merged = maps.Clone(merged)
+					if merged == nil {
+						merged = map[string]any{}
+					}
+					bl, _ := bv.(map[string]any)
+					maps.Copy(merged, bl)
+					am[field] = merged
+					continue
+				}
 				am[field] = mergeNamed(am[field], bv, func(x, y map[string]any) map[string]any {
 					m := maps.Clone(x)
 					maps.Copy(m, y)

@@ -109,7 +109,8 @@ func include(t *template.Template) func(name string, data any) (string, error) {
 // Partial is a rendered sidecar: a JSON object with at most metadata.labels, metadata.annotations,
 // spec.containers, spec.initContainers, spec.volumes and spec.imagePullSecrets, and a rewrite
 // section: by list ("containers", "initContainers"), the pod's own containers whose probes are
-// replaced, each with its name and its new readinessProbe, livenessProbe or startupProbe.
+// replaced, each with its name and its new readinessProbe, livenessProbe or startupProbe; and
+// "annotations", the pod's annotations replaced (a string) or removed (null).
 type Partial map[string]any
 
 // probeRewrite is one container of a partial's rewrite section.
@@ -224,11 +225,12 @@ func parseRewrites(variant string, v any) (map[string]any, error) {
 	dec := json.NewDecoder(bytes.NewReader(js))
 	dec.DisallowUnknownFields()
 	var typed struct {
-		Containers     []probeRewrite `json:"containers"`
-		InitContainers []probeRewrite `json:"initContainers"`
+		Containers     []probeRewrite     `json:"containers"`
+		InitContainers []probeRewrite     `json:"initContainers"`
+		Annotations    map[string]*string `json:"annotations"`
 	}
 	if err := dec.Decode(&typed); err != nil {
-		return nil, fmt.Errorf("%w: variant %q rendered an invalid rewrite section (containers and initContainers, each a name and probes): %w", ErrTemplate, variant, err)
+		return nil, fmt.Errorf("%w: variant %q rendered an invalid rewrite section (containers and initContainers, each a name and probes; annotations, each a string or null): %w", ErrTemplate, variant, err)
 	}
 	for _, c := range append(typed.Containers, typed.InitContainers...) {
 		if c.Name == "" {

@@ -5,6 +5,7 @@ package injector.mutate
 import data.injector.lib
 import data.injector.overrides
 import data.injector.probes
+import data.injector.prometheus
 
 # METADATA
 # title: Injection decision
@@ -48,16 +49,17 @@ injection := object.union(
 	{
 		"inject": true,
 		"variant": variant.name,
-		"values": object.union_n(array.concat(array.concat([overrides.base_values], [override.values | some override in overrides.applied]), [probes.values, {"proxy": {"native": placement.native}}])),
+		"values": object.union_n(array.concat(array.concat([overrides.base_values], [override.values | some override in overrides.applied]), [probes.values, prometheus.values, {"proxy": {"native": placement.native}}])),
 		"reasons": flatten([
 			selection.reasons,
 			reinjection_reasons,
 			[variant.reason],
 			[override.reason | some override in overrides.applied],
 			sort(probes.reasons),
+			sort(prometheus.reasons),
 			[placement.reason],
 		]),
-		"warnings": flatten([lib.switch_warnings, overrides.warnings, sort(probes.warnings), overrides.unhonoured_warnings]),
+		"warnings": flatten([lib.switch_warnings, overrides.warnings, sort(probes.warnings), sort(prometheus.warnings), overrides.unhonoured_warnings]),
 		"refused_overrides": overrides.refused,
 		"honoured_overrides": overrides.honoured,
 	},

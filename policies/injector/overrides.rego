@@ -492,7 +492,6 @@ proxy_config_field("proxyStatsMatcher", v) if {
 # think it has.
 unhonoured := {
 	"istio.io/reroute-virtual-interfaces": "use traffic.sidecar.istio.io/kubevirtInterfaces",
-	"prometheus.istio.io/merge-metrics": "the proxy does not merge the app's metrics yet",
 }
 
 # METADATA

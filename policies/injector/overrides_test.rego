@@ -730,12 +730,9 @@ test_proxy_config_that_cannot_be_used_is_refused if {
 }
 
 test_istio_annotations_without_effect_warn if {
-	d := decide({"istio.io/reroute-virtual-interfaces": "k6t-eth0", "prometheus.istio.io/merge-metrics": "false"})
+	d := decide({"istio.io/reroute-virtual-interfaces": "k6t-eth0"})
 	d.inject == true
-	d.warnings == [
-		"pod annotation istio.io/reroute-virtual-interfaces has no effect with this bundle: use traffic.sidecar.istio.io/kubevirtInterfaces",
-		"pod annotation prometheus.istio.io/merge-metrics has no effect with this bundle: the proxy does not merge the app's metrics yet",
-	]
+	d.warnings == ["pod annotation istio.io/reroute-virtual-interfaces has no effect with this bundle: use traffic.sidecar.istio.io/kubevirtInterfaces"]
 	decide({}).warnings == []
 }
 

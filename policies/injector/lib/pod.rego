@@ -184,6 +184,17 @@ status := parsed if {
 	}
 	status_requester(object.get(parsed, "requester", null))
 	status_rewritten(object.get(parsed, "rewritten", null))
+	status_rewritten_annotations(object.get(parsed, "rewrittenAnnotations", null))
+}
+
+# A status's rewritten annotations: null, or annotation keys to their former value or null.
+status_rewritten_annotations(value) if value == null
+
+status_rewritten_annotations(value) if {
+	is_object(value)
+	every _, before in value {
+		nullable(before, "string")
+	}
 }
 
 # A status's requester: null, or {"username": string, "groups": null or strings}.

@@ -151,6 +151,7 @@ test_status_parsing if {
 		`{"revision":"r1","rewritten":{"containers":{"app":1}}}`,
 		`{"revision":"r1","rewritten":{"containers":{"app":{"exec":{}}}}}`,
 		`{"revision":"r1","rewritten":{"containers":{"app":{"readinessProbe":"x"}}}}`,
+		`{"revision":"r1","rewrittenAnnotations":[]}`, `{"revision":"r1","rewrittenAnnotations":{"a":1}}`,
 	] {
 		not lib.status with input as pod_with({"annotations": {"rego-injector.io/status": raw}})
 		lib.status_invalid with input as pod_with({"annotations": {"rego-injector.io/status": raw}})

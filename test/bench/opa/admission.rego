@@ -104,22 +104,44 @@ added_labels := object.union(
 # kubectl logs and exec land in the first app container, not the proxy.
 app_containers := [container.name | some container in pod.spec.containers; container.name != values.proxy.name]
 
-added_annotations := object.union(
-	{
-		"prometheus.io/scrape": "true",
-		"prometheus.io/port": "15020",
-		"prometheus.io/path": "/stats/prometheus",
-	},
-	{key: app_containers[0] |
-		count(app_containers) > 0
-		some key in ["kubectl.kubernetes.io/default-container", "kubectl.kubernetes.io/default-logs-container"]
-	},
-)
+added_annotations := {key: app_containers[0] |
+	count(app_containers) > 0
+	some key in ["kubectl.kubernetes.io/default-container", "kubectl.kubernetes.io/default-logs-container"]
+}
+
+# Metrics merging: the scrape annotations point at the agent, whatever the pod had; the pod's own
+# go to the agent in ISTIO_PROMETHEUS_ANNOTATIONS.
+merged_metrics := {
+	"prometheus.io/scrape": "true",
+	"prometheus.io/port": sprintf("%v", [values.prometheus.port]),
+	"prometheus.io/path": "/stats/prometheus",
+} if {
+	values.prometheus.merge
+} else := {}
+
+metrics_annotations := [key | some key in ["prometheus.io/scrape", "prometheus.io/path", "prometheus.io/port"]; has_key(pod_annotations, key)]
+
+prometheus_env := [{"name": "ISTIO_PROMETHEUS_ANNOTATIONS", "value": value}] if {
+	values.prometheus.merge
+	count(metrics_annotations) > 0
+	value := sprintf(`{"scrape":%s,"path":%s,"port":%s}`, [json.marshal(object.get(pod_annotations, key, "")) | some key in ["prometheus.io/scrape", "prometheus.io/path", "prometheus.io/port"]])
+} else := []
 
 metadata_ops := array.concat(
-	map_additions("/metadata/labels", pod_labels, added_labels),
-	map_additions("/metadata/annotations", pod_annotations, added_annotations),
+	array.concat(
+		map_additions("/metadata/labels", pod_labels, added_labels),
+		map_additions("/metadata/annotations", pod_annotations, object.union(added_annotations, merged_metrics_if_none)),
+	),
+	[{"op": "add", "path": concat("/", ["/metadata/annotations", pointer(key)]), "value": value} |
+		count(pod_annotations) > 0
+		some key, value in merged_metrics
+	],
 )
+
+# The merged annotations go with the added ones when the pod has no annotations at all.
+merged_metrics_if_none := merged_metrics if {
+	count(pod_annotations) == 0
+} else := {}
 
 # Add operations for the entries of added that current (the pod's map at path) does not have: the
 # whole map when the pod has none.
@@ -281,10 +303,10 @@ proxy_env := array.concat(
 			field_env("HOST_IP", "status.hostIP"),
 			{"name": "PROXY_CONFIG", "value": json.marshal(values.proxyConfig)},
 		],
-		[{"name": name, "value": sprintf("%v", [metadata[name]])} |
+		array.concat(prometheus_env, [{"name": name, "value": sprintf("%v", [metadata[name]])} |
 			metadata := object.get(values.proxyConfig, "proxyMetadata", {})
 			some name in sort(object.keys(metadata))
-		],
+		]),
 	),
 	array.concat(
 		[
