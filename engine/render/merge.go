@@ -28,20 +28,11 @@ func Merge(a, b Partial) Partial {
 		if section == "rewrite" { // by container, b's probes replace a's; annotations by key
 			for field, bv := range bm {
 				if field == "annotations" {
-					merged, _ := am[field].(map[string]any)
-					merged = maps.Clone(merged)
-					if merged == nil {
-						merged = map[string]any{}
-					}
-					bl, _ := bv.(map[string]any)
-					maps.Copy(merged, bl)
-					am[field] = merged
+					am[field] = mergeKeys(am[field], bv)
 					continue
 				}
 				am[field] = mergeNamed(am[field], bv, func(x, y map[string]any) map[string]any {
-					m := maps.Clone(x)
-					maps.Copy(m, y)
-					return m
+					return mergeKeys(x, y)
 				})
 			}
 			continue
@@ -49,14 +40,7 @@ func Merge(a, b Partial) Partial {
 		for field, bv := range bm {
 			switch field {
 			case "labels", "annotations":
-				merged, _ := am[field].(map[string]any)
-				merged = maps.Clone(merged)
-				if merged == nil {
-					merged = map[string]any{}
-				}
-				bl, _ := bv.(map[string]any)
-				maps.Copy(merged, bl)
-				am[field] = merged
+				am[field] = mergeKeys(am[field], bv)
 			case "containers", "initContainers":
 				am[field] = mergeNamed(am[field], bv, func(x, y map[string]any) map[string]any {
 					m, err := strategicpatch.StrategicMergeMapPatch(x, y, corev1.Container{})
@@ -73,6 +57,18 @@ func Merge(a, b Partial) Partial {
 		}
 	}
 	return out
+}
+
+// mergeKeys is map a with map b's keys set over it; a is not changed.
+func mergeKeys(a, b any) map[string]any {
+	am, _ := a.(map[string]any)
+	merged := maps.Clone(am)
+	if merged == nil {
+		merged = map[string]any{}
+	}
+	bm, _ := b.(map[string]any)
+	maps.Copy(merged, bm)
+	return merged
 }
 
 // mergeNamed merges list b into list a by the items' names: an item of b whose name a has is
