@@ -58,7 +58,7 @@ func Compile(ctx context.Context, bundles ...*bundle.Bundle) (*Policy, error) {
 		}
 	}
 	prepare := func(query string) (rego.PreparedEvalQuery, error) {
-		o := append([]func(*rego.Rego){rego.Query(query), rego.StrictBuiltinErrors(true)}, opts...)
+		o := append([]func(*rego.Rego){rego.Query(query), rego.StrictBuiltinErrors(true), rego.StoreReadAST(true)}, opts...)
 		pq, err := rego.New(o...).PrepareForEval(ctx)
 		if err != nil {
 			return pq, fmt.Errorf("prepare %s: %w", query, err)
