@@ -38,7 +38,7 @@ annotated_port := to_number(trim_space(raw)) if {
 
 # The agent's status port the rewritten probes call.
 port := annotated_port if {
-	annotated_port > 0
+	is_number(annotated_port)
 } else := bundle_port
 
 # METADATA
@@ -88,7 +88,7 @@ reasons contains sprintf("pod annotation %s=%q: the agent's status port is %d", 
 	annotated_port > 0
 }
 
-reasons contains sprintf("pod annotation %s=\"0\" turns the agent's status port off: the app's probes are not rewritten", [port_annotation]) if {
+reasons contains sprintf("pod annotation %s=\"0\" turns the agent's status port off: the app's probes are not rewritten, and the proxy has no readiness or startup probe", [port_annotation]) if {
 	annotated_port == 0
 }
 

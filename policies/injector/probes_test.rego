@@ -46,8 +46,8 @@ test_status_port_annotation if {
 
 test_status_port_zero_turns_rewriting_off if {
 	annotations := {"status.sidecar.istio.io/port": "0", "sidecar.istio.io/rewriteAppHTTPProbers": "true"}
-	probes.values.probes == {"rewrite": false, "port": 15020} with input as pod(annotations)
-	probes.reasons == {`pod annotation status.sidecar.istio.io/port="0" turns the agent's status port off: the app's probes are not rewritten`} with input as pod(annotations)
+	probes.values.probes == {"rewrite": false, "port": 0} with input as pod(annotations)
+	probes.reasons == {`pod annotation status.sidecar.istio.io/port="0" turns the agent's status port off: the app's probes are not rewritten, and the proxy has no readiness or startup probe`} with input as pod(annotations)
 }
 
 test_bad_status_ports_are_warnings if {
