@@ -298,9 +298,24 @@ requested_variant := found[0] if {
 
 # The templates the variant request names, in order: its value split at commas, as Istio reads
 # inject.istio.io/templates ("sidecar,custom" renders sidecar, then custom merged over it).
-requested_templates := [name | some item in split(requested_variant.value, ","); name := trim_space(item); name != ""] if {
+requested_templates := [name |
+	some item in split(requested_variant.value, ",")
+	trimmed := trim_space(item)
+	trimmed != ""
+	some name in alias(trimmed)
+] if {
 	is_string(requested_variant.value)
 }
+
+# The templates a name stands for: the list config template_aliases gives it (one level, as Istio
+# expands its aliases), else the name itself.
+alias(name) := names if {
+	names := lib.template_aliases[name]
+	is_array(names)
+	every n in names {
+		is_string(n)
+	}
+} else := [name]
 
 # The names a variant request may give: the bundle's templates but its partials (named with "_").
 available_templates := {name | some name, _ in data.injector.templates; not startswith(name, "_")}

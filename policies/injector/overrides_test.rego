@@ -830,3 +830,11 @@ test_cap_net_bind_service if {
 	)
 	refused({"sidecar.istio.io/capNetBindService": "yes"}, `pod annotation sidecar.istio.io/capNetBindService="yes" is not true or false`)
 }
+
+test_template_aliases if {
+	d := decide({"inject.istio.io/templates": "mesh"}) with data.injector.config.template_aliases as {"mesh": ["sidecar", "proxy-only"]}
+	d.variant == "sidecar"
+	d.templates == ["sidecar", "proxy-only"]
+	bad := decide({"inject.istio.io/templates": "mesh"}) with data.injector.config.template_aliases as {"mesh": "sidecar"}
+	bad.deny == [`pod annotation inject.istio.io/templates="mesh" asks for template mesh, which this bundle does not have (it has: gateway, native, proxy-only, sidecar)`]
+}

@@ -30,6 +30,9 @@ variant_annotations := setting("variant_annotations", [])
 
 requestable_variants := {name | some name in setting("requestable_variants", [])}
 
+# Names that stand for a list of templates in a variant request (Istio's injection aliases).
+template_aliases := setting("template_aliases", {})
+
 native_owner_kinds := {kind | some kind in setting("native_owner_kinds", [])}
 
 # Whether the proxy runs as a native sidecar unless a pod says otherwise.
