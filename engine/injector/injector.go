@@ -248,7 +248,7 @@ func (rev *revision) inject(e *evaluation, res Result) (Result, error) {
 	case stripped:
 		removable = patch.AnyRemoval
 	case partial["rewrite"] != nil:
-		removable = patch.ProbeRemovals
+		removable = patch.RewriteRemovals(partial.RemovedAnnotations())
 	}
 	if res.Patch, err = patch.Create(e.pod, mutated, removable); err != nil {
 		return res, err

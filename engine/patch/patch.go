@@ -62,6 +62,16 @@ var probePath = regexp.MustCompile(`^/spec/(containers|initContainers)/[0-9]+/(r
 // handler it replaces (a tcpSocket that becomes an httpGet).
 func ProbeRemovals(path string) bool { return probePath.MatchString(path) }
 
+// RewriteRemovals allows what a template's rewrite section removes: inside probes (ProbeRemovals)
+// and the pod's annotations of keys.
+func RewriteRemovals(keys []string) func(string) bool {
+	paths := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		paths["/metadata/annotations/"+escape(k)] = true
+	}
+	return func(path string) bool { return ProbeRemovals(path) || paths[path] }
+}
+
 // operation is one JSON patch operation. It is encoded here rather than by the library's
 // MarshalJSON, which does not escape paths.
 type operation struct {

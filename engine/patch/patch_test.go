@@ -178,3 +178,16 @@ func TestProbeRemovals(t *testing.T) {
 		t.Fatalf("a container's env removed beside a probe rewrite: %v", err)
 	}
 }
+
+// TestRewriteRemovals: the annotations a rewrite removes may be removed, no others.
+func TestRewriteRemovals(t *testing.T) {
+	before := decode(t, `{"metadata":{"annotations":{"prometheus-io/scrape":"true","keep":"x"}}}`)
+	after := decode(t, `{"metadata":{"annotations":{"prometheus.io/scrape":"true","keep":"x"}}}`)
+	if _, err := patch.Create(before, after, patch.RewriteRemovals([]string{"prometheus-io/scrape"})); err != nil {
+		t.Fatalf("a removal the rewrite asked for was refused: %v", err)
+	}
+	lost := decode(t, `{"metadata":{"annotations":{"prometheus.io/scrape":"true"}}}`)
+	if _, err := patch.Create(before, lost, patch.RewriteRemovals([]string{"prometheus-io/scrape"})); !errors.Is(err, patch.ErrRemovesUserData) {
+		t.Fatalf("an annotation the rewrite did not remove was removed: %v", err)
+	}
+}

@@ -113,6 +113,19 @@ func include(t *template.Template) func(name string, data any) (string, error) {
 // "annotations", the pod's annotations replaced (a string) or removed (null).
 type Partial map[string]any
 
+// RemovedAnnotations are the pod annotations the rewrite section removes (null values).
+func (p Partial) RemovedAnnotations() []string {
+	rewrite, _ := p["rewrite"].(map[string]any)
+	annotations, _ := rewrite["annotations"].(map[string]any)
+	var out []string
+	for k, v := range annotations {
+		if v == nil {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // probeRewrite is one container of a partial's rewrite section.
 type probeRewrite struct {
 	Name           string        `json:"name"`

@@ -31,9 +31,12 @@ merge := false if {
 	is_boolean(parse_bool[lib.pod_annotations[merge_annotation]])
 } else := bundle_merge
 
-# The pod turns scraping off (prometheus.io/scrape read as a boolean is false).
+# The pod turns scraping off: prometheus.io/scrape, or a key Prometheus reads as the same label
+# (prometheus-io/scrape, ...), read as a boolean is false.
 scrape_off if {
-	value := parse_bool[lib.pod_annotations["prometheus.io/scrape"]]
+	some key, raw in lib.pod_annotations
+	regex.replace(key, `[^a-zA-Z0-9_]`, "_") == "prometheus_io_scrape"
+	value := parse_bool[raw]
 	value == false
 }
 
@@ -42,7 +45,7 @@ scrape_off if {
 # description: values.prometheus of the decision, {"merge"}.
 values := {"prometheus": {"merge": merge}}
 
-reasons contains sprintf("pod annotation prometheus.io/scrape=%q: metrics are not merged", [lib.pod_annotations["prometheus.io/scrape"]]) if {
+reasons contains "the pod turns prometheus.io/scrape off: metrics are not merged" if {
 	scrape_off
 }
 

@@ -20,7 +20,8 @@ test_scrape_false_is_left_alone if {
 	every raw in ["false", "0", "False"] {
 		prometheus.merge == false with input as pod({"prometheus.io/scrape": raw, "prometheus.istio.io/merge-metrics": "true"})
 	}
-	prometheus.reasons == {`pod annotation prometheus.io/scrape="false": metrics are not merged`} with input as pod({"prometheus.io/scrape": "false"})
+	prometheus.reasons == {"the pod turns prometheus.io/scrape off: metrics are not merged"} with input as pod({"prometheus.io/scrape": "false"})
+	prometheus.merge == false with input as pod({"prometheus-io/scrape": "false"})
 	prometheus.merge == true with input as pod({"prometheus.io/scrape": "true"})
 }
 
