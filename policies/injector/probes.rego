@@ -12,12 +12,6 @@ rewrite_annotation := "sidecar.istio.io/rewriteAppHTTPProbers"
 
 port_annotation := "status.sidecar.istio.io/port"
 
-# The values Go's strconv.ParseBool reads, as Istio reads the annotation.
-parse_bool := {
-	"1": true, "t": true, "T": true, "TRUE": true, "true": true, "True": true,
-	"0": false, "f": false, "F": false, "FALSE": false, "false": false, "False": false,
-}
-
 bundle_rewrite := v if {
 	v := lib.values.probes.rewrite
 	is_boolean(v)
@@ -48,7 +42,7 @@ port := annotated_port if {
 #   of 0, which would send the probes nowhere (Istio has no such guard: its pod would be refused).
 rewrite := false if {
 	annotated_port == 0
-} else := parse_bool[lib.pod_annotations[rewrite_annotation]] if {
+} else := lib.parse_bool[lib.pod_annotations[rewrite_annotation]] if {
 	is_string(lib.pod_annotations[rewrite_annotation])
 } else := bundle_rewrite
 
@@ -78,9 +72,9 @@ readiness[setting.field] := to_number(raw) if {
 #   pod's annotations set (values.proxy.readiness).
 values := {"probes": {"rewrite": rewrite, "port": port}, "proxy": {"readiness": readiness}}
 
-reasons contains sprintf("pod annotation %s=%q turns probe rewriting %s", [rewrite_annotation, raw, on_off(value)]) if {
+reasons contains sprintf("pod annotation %s=%q turns probe rewriting %s", [rewrite_annotation, raw, lib.on_off(value)]) if {
 	raw := lib.pod_annotations[rewrite_annotation]
-	value := parse_bool[raw]
+	value := lib.parse_bool[raw]
 	not annotated_port == 0
 }
 
@@ -92,10 +86,10 @@ reasons contains sprintf("pod annotation %s=\"0\" turns the agent's status port 
 	annotated_port == 0
 }
 
-warnings contains sprintf("pod annotation %s=%s is not a boolean (true, false, 1, 0, t, f); probe rewriting stays %s", [rewrite_annotation, json.marshal(raw), on_off(bundle_rewrite)]) if {
+warnings contains sprintf("pod annotation %s=%s is not a boolean (true, false, 1, 0, t, f); probe rewriting stays %s", [rewrite_annotation, json.marshal(raw), lib.on_off(bundle_rewrite)]) if {
 	raw := lib.pod_annotations[rewrite_annotation]
-	not parse_bool[raw]
-	not parse_bool[raw] == false
+	not lib.parse_bool[raw]
+	not lib.parse_bool[raw] == false
 }
 
 warnings contains sprintf("pod annotation %s=%s is not a port number (0-65535); the agent's status port stays %d", [port_annotation, json.marshal(raw), bundle_port]) if {
@@ -113,7 +107,3 @@ warnings contains sprintf("pod annotation %s=%s is not a whole number of at leas
 	raw := lib.pod_annotations[key]
 	not readiness[setting.field]
 }
-
-on_off(true) := "on"
-
-on_off(false) := "off"

@@ -9,12 +9,6 @@ import data.injector.lib
 
 merge_annotation := "prometheus.istio.io/merge-metrics"
 
-# The values Go's strconv.ParseBool reads, as Istio reads both annotations.
-parse_bool := {
-	"1": true, "t": true, "T": true, "TRUE": true, "true": true, "True": true,
-	"0": false, "f": false, "F": false, "FALSE": false, "false": false, "False": false,
-}
-
 bundle_merge := v if {
 	v := lib.values.prometheus.merge
 	is_boolean(v)
@@ -27,8 +21,8 @@ bundle_merge := v if {
 #   the bundle's setting.
 merge := false if {
 	scrape_off
-} else := parse_bool[lib.pod_annotations[merge_annotation]] if {
-	is_boolean(parse_bool[lib.pod_annotations[merge_annotation]])
+} else := lib.parse_bool[lib.pod_annotations[merge_annotation]] if {
+	is_boolean(lib.parse_bool[lib.pod_annotations[merge_annotation]])
 } else := bundle_merge
 
 # The pod turns scraping off: prometheus.io/scrape, or a key Prometheus reads as the same label
@@ -36,7 +30,7 @@ merge := false if {
 scrape_off if {
 	some key, raw in lib.pod_annotations
 	regex.replace(key, `[^a-zA-Z0-9_]`, "_") == "prometheus_io_scrape"
-	value := parse_bool[raw]
+	value := lib.parse_bool[raw]
 	value == false
 }
 
@@ -49,19 +43,15 @@ reasons contains "the pod turns prometheus.io/scrape off: metrics are not merged
 	scrape_off
 }
 
-reasons contains sprintf("pod annotation %s=%q turns metrics merging %s", [merge_annotation, raw, on_off(parse_bool[raw])]) if {
+reasons contains sprintf("pod annotation %s=%q turns metrics merging %s", [merge_annotation, raw, lib.on_off(lib.parse_bool[raw])]) if {
 	raw := lib.pod_annotations[merge_annotation]
 	not scrape_off
-	is_boolean(parse_bool[raw])
+	is_boolean(lib.parse_bool[raw])
 }
 
-warnings contains sprintf("pod annotation %s=%s is not a boolean (true, false, 1, 0, t, f); metrics merging stays %s", [merge_annotation, json.marshal(raw), on_off(bundle_merge)]) if {
+warnings contains sprintf("pod annotation %s=%s is not a boolean (true, false, 1, 0, t, f); metrics merging stays %s", [merge_annotation, json.marshal(raw), lib.on_off(bundle_merge)]) if {
 	raw := lib.pod_annotations[merge_annotation]
 	not boolean_text(raw)
 }
 
-boolean_text(raw) if is_boolean(parse_bool[raw])
-
-on_off(true) := "on"
-
-on_off(false) := "off"
+boolean_text(raw) if is_boolean(lib.parse_bool[raw])

@@ -122,3 +122,14 @@ proxy_uid := uid if {
 	uid := data.injector.values.proxy.uid
 	is_number(uid)
 } else := 1337
+
+# The annotation values Go's strconv.ParseBool reads, as Istio reads its boolean annotations.
+parse_bool := {
+	"1": true, "t": true, "T": true, "TRUE": true, "true": true, "True": true,
+	"0": false, "f": false, "F": false, "FALSE": false, "false": false, "False": false,
+}
+
+# A boolean in reasons and warnings.
+on_off(true) := "on"
+
+on_off(false) := "off"
