@@ -26,7 +26,7 @@ const pod = `{"metadata":{"name":"web","labels":{"app":"web","tier":"user"}},
 
 const partial = `{"metadata":{"labels":{"tier":"template","mesh":"on"},"annotations":{"note":"x"}},
  "spec":{"containers":[{"name":"proxy","image":"template","args":["run"],"env":[{"name":"A","value":"template"},{"name":"B","value":"template"}]}],
-  "initContainers":[{"name":"net"},{"name":"proxy-native","restartPolicy":"Always"}],
+  "initContainers":[{"name":"net","image":"net"},{"name":"proxy-native","image":"proxy","restartPolicy":"Always"}],
   "volumes":[{"name":"data","emptyDir":{"medium":"Memory"}},{"name":"token"}],"imagePullSecrets":[{"name":"pull"}]}}`
 
 func TestApplyMergeRules(t *testing.T) {
@@ -85,7 +85,7 @@ func TestApplyMergeRules(t *testing.T) {
 // the pod's own, which then run before the redirect is installed (Istio's order).
 func TestPlainInitContainersGoLast(t *testing.T) {
 	p := obj(t, pod)
-	if err := inject.Apply(p, render.Partial(obj(t, `{"spec":{"initContainers":[{"name":"net"}],"containers":[{"name":"sidecar"}]}}`)), inject.Status{}); err != nil {
+	if err := inject.Apply(p, render.Partial(obj(t, `{"spec":{"initContainers":[{"name":"net","image":"net"}],"containers":[{"name":"sidecar","image":"proxy"}]}}`)), inject.Status{}); err != nil {
 		t.Fatal(err)
 	}
 	var names []string
@@ -97,11 +97,39 @@ func TestPlainInitContainersGoLast(t *testing.T) {
 	}
 }
 
+// TestPlacesMoveThePodsInitContainers: an item with only a name places the pod's own init
+// container of that name among the template's, when they go first (Istio's
+// init-containers-before-proxy); a name the pod lacks adds nothing.
+func TestPlacesMoveThePodsInitContainers(t *testing.T) {
+	p := obj(t, `{"spec":{"containers":[{"name":"app","image":"app"}],
+	  "initContainers":[{"name":"a","image":"a"},{"name":"b","image":"b"},{"name":"c","image":"c"}]}}`)
+	partial := `{"spec":{"initContainers":[{"name":"net","image":"net"},{"name":"c"},{"name":"missing"},{"name":"a"},
+	  {"name":"proxy","image":"proxy","restartPolicy":"Always"}]}}`
+	st := inject.Status{Revision: "r"}
+	if err := inject.Apply(p, render.Partial(obj(t, partial)), st); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range p["spec"].(map[string]any)["initContainers"].([]any) {
+		names = append(names, c.(map[string]any)["name"].(string))
+		if len(c.(map[string]any)) == 1 {
+			t.Errorf("init container %v has no image", c)
+		}
+	}
+	if !reflect.DeepEqual(names, []string{"net", "c", "a", "proxy", "b"}) {
+		t.Errorf("init containers %v, want net, then c and a where the template places them, proxy, then the rest", names)
+	}
+	got, _, err := inject.ReadStatus(p)
+	if err != nil || !reflect.DeepEqual(got.InitContainers, []string{"net", "proxy"}) || got.Replaced != nil {
+		t.Errorf("status %+v (%v): only the template's own init containers are injected", got, err)
+	}
+}
+
 // TestHoldingContainerGoesFirst: a container with a postStart hook goes before the pod's own, so
 // that the hook holds them back (Istio's holdApplicationUntilProxyStarts).
 func TestHoldingContainerGoesFirst(t *testing.T) {
 	p := obj(t, pod)
-	partial := `{"spec":{"containers":[{"name":"sidecar","lifecycle":{"postStart":{"exec":{"command":["wait"]}}}},{"name":"other"}]}}`
+	partial := `{"spec":{"containers":[{"name":"sidecar","lifecycle":{"postStart":{"exec":{"command":["wait"]}}}},{"name":"other","image":"other"}]}}`
 	if err := inject.Apply(p, render.Partial(obj(t, partial)), inject.Status{}); err != nil {
 		t.Fatal(err)
 	}

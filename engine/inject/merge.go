@@ -24,6 +24,10 @@ import (
 //   - a container the pod already has under the sidecar's name keeps its own fields over the
 //     template's (a strategic merge, the pod's side winning), but for an image of "auto", which
 //     the template's fills in (Istio's gateway convention);
+//   - an item of the template's that holds only a name is a place, not a container (a container
+//     needs an image): among init containers that go first, the pod's own init container of that
+//     name moves there (Istio's init-containers-before-proxy); a name the pod does not have, or a
+//     place elsewhere, is ignored;
 //   - volumes, image pull secrets, labels and annotations are added where the pod has none of that
 //     name; the pod's own win;
 //   - the partial's rewrite section replaces probes of the pod's own containers (the app's probes
@@ -65,7 +69,8 @@ func Apply(pod map[string]any, partial render.Partial, st Status) error {
 }
 
 // mergeContainers merges the template's containers into spec[field] and returns their names. The
-// pod's own containers it merges with are kept in st.Replaced.
+// pod's own containers it merges with are kept in st.Replaced. With prepend, the template's new
+// containers go before the pod's, with the pod's containers the template places among them.
 func mergeContainers(spec map[string]any, field string, tmpl []any, prepend bool, st *Status) ([]string, error) {
 	if len(tmpl) == 0 {
 		return nil, nil
@@ -76,17 +81,26 @@ func mergeContainers(spec map[string]any, field string, tmpl []any, prepend bool
 		index[nameOf(c)] = i
 	}
 	var names []string
-	var added []any
+	var added, head []any // head: the added ones in the template's order, with the pod's it places
+	placed := map[int]bool{}
 	for _, c := range tmpl {
 		tc, ok := c.(map[string]any)
 		if !ok {
 			return nil, fmt.Errorf("%s: template item is not an object", field)
 		}
 		name := nameOf(tc)
-		names = append(names, name)
 		i, present := index[name]
+		if len(tc) == 1 && name != "" { // a place for the pod's own container, never a container
+			if present && prepend && !placed[i] {
+				placed[i] = true
+				head = append(head, existing[i])
+			}
+			continue
+		}
+		names = append(names, name)
 		if !present {
 			added = append(added, tc)
+			head = append(head, tc)
 			continue
 		}
 		user, _ := existing[i].(map[string]any)
@@ -107,17 +121,22 @@ func mergeContainers(spec map[string]any, field string, tmpl []any, prepend bool
 		}
 		existing[i] = map[string]any(merged)
 	}
-	if len(added) > 0 {
+	switch {
+	case prepend && len(added) > 0:
+		rest := make([]any, 0, len(existing)-len(placed))
+		for i, c := range existing {
+			if !placed[i] {
+				rest = append(rest, c)
+			}
+		}
+		existing = append(head, rest...)
+	case len(added) > 0:
 		var first []any
-		if !prepend && field == "containers" {
+		if field == "containers" {
 			first = slices.DeleteFunc(slices.Clone(added), func(c any) bool { return !holds(c) })
 			added = slices.DeleteFunc(added, holds)
 		}
-		if prepend {
-			existing = append(added, existing...)
-		} else {
-			existing = append(append(first, existing...), added...)
-		}
+		existing = append(append(first, existing...), added...)
 	}
 	spec[field] = existing
 	return names, nil

@@ -18,7 +18,7 @@ func selfTestPod(variant string) map[string]any {
 	return map[string]any{
 		"apiVersion": "v1", "kind": "Pod", "metadata": meta,
 		"spec": map[string]any{"containers": []any{map[string]any{
-			"name": "app", "image": "example.com/app:1", "ports": []any{map[string]any{"containerPort": 8080}},
+			"name": "app", "image": "example.com/app:1", "ports": []any{map[string]any{"containerPort": float64(8080)}}, // a JSON value, as decoded
 		}}},
 	}
 }

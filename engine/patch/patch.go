@@ -76,6 +76,7 @@ func RewriteRemovals(keys []string) func(string) bool {
 // MarshalJSON, which does not escape paths.
 type operation struct {
 	Op    string `json:"op"`
+	From  string `json:"from,omitempty"`
 	Path  string `json:"path"`
 	Value *any   `json:"value,omitempty"`
 }
@@ -163,28 +164,30 @@ func (d *differ) list(path string, a, b []any) {
 			d.ops = append(d.ops, operation{Op: "remove", Path: path + "/" + strconv.Itoa(pre+k)})
 		}
 	default:
-		if o, ok := alignedByName(am, bm); ok {
-			// The same named items (containers), some changed, with new ones before or after them:
-			// insert the new ones and diff the changed ones in place, so that no item is removed
-			// and added again.
-			for k := range o {
-				d.ops = append(d.ops, operation{Op: "add", Path: path + "/" + strconv.Itoa(pre+k), Value: &bm[k]})
-			}
-			for k := range am {
+		am = d.reorderByName(path, pre, am, bm)
+		if at, ok := alignedByName(am, bm); ok {
+			// The same named items (containers), some changed, with new ones among them: insert
+			// the new ones and diff the changed ones in place, so that no item is removed and
+			// added again.
+			next := 0
+			for k := range bm {
+				p := path + "/" + strconv.Itoa(pre+k)
+				if next == len(am) || at[next] != k {
+					d.ops = append(d.ops, operation{Op: "add", Path: p, Value: &bm[k]})
+					continue
+				}
 				// Walk each changed item's members: members it shares with the original by
 				// identity (a container's env list, say) are skipped, and only the members that
 				// changed (a rewritten probe) go to the library.
-				p := path + "/" + strconv.Itoa(pre+o+k)
-				if x, ok := am[k].(map[string]any); ok {
-					if y, ok := bm[o+k].(map[string]any); ok {
+				if x, ok := am[next].(map[string]any); ok {
+					if y, ok := bm[k].(map[string]any); ok {
 						d.object(p, x, y, walkDepth)
+						next++
 						continue
 					}
 				}
-				d.value(p, am[k], bm[o+k], walkDepth)
-			}
-			for k := o + len(am); k < len(bm); k++ {
-				d.ops = append(d.ops, operation{Op: "add", Path: path + "/" + strconv.Itoa(pre+k), Value: &bm[k]})
+				d.value(p, am[next], bm[k], walkDepth)
+				next++
 			}
 			return
 		}
@@ -192,33 +195,69 @@ func (d *differ) list(path string, a, b []any) {
 	}
 }
 
-// alignedByName reports whether the items of a, all objects with names, appear in b in the same
-// order as a run starting at offset o, so that b is a with items added before and after.
-func alignedByName(a, b []any) (o int, ok bool) {
-	if len(a) == 0 || len(b) < len(a) {
-		return 0, false
+// reorderByName returns a's items in the order their names have in b, with the move operations
+// that do that (a pod's own init container placed before the sidecar, say), so that the items can
+// then be diffed in place rather than removed and added again. It returns a as it is, with no
+// operations, unless a's items all have distinct names that b has too.
+func (d *differ) reorderByName(path string, pre int, a, b []any) []any {
+	pos := make(map[string]int, len(b))
+	for k, item := range b {
+		if n := itemName(item); n != "" {
+			if _, dup := pos[n]; dup {
+				return a
+			}
+			pos[n] = k
+		}
 	}
-	name := func(v any) string {
-		m, _ := v.(map[string]any)
-		s, _ := m["name"].(string)
-		return s
+	seen := make(map[string]bool, len(a))
+	for _, item := range a {
+		n := itemName(item)
+		if _, ok := pos[n]; !ok || seen[n] {
+			return a
+		}
+		seen[n] = true
 	}
-	first := name(a[0])
-	if first == "" {
-		return 0, false
-	}
-	for o = 0; o+len(a) <= len(b); o++ {
-		if name(b[o]) != first {
+	cur := slices.Clone(a)
+	want := slices.Clone(a)
+	slices.SortStableFunc(want, func(x, y any) int { return pos[itemName(x)] - pos[itemName(y)] })
+	for k := range want {
+		if itemName(cur[k]) == itemName(want[k]) {
 			continue
 		}
-		for k := range a {
-			if n := name(a[k]); n == "" || n != name(b[o+k]) {
-				return 0, false
-			}
-		}
-		return o, true
+		j := k + slices.IndexFunc(cur[k:], func(item any) bool { return itemName(item) == itemName(want[k]) })
+		d.ops = append(d.ops, operation{Op: "move", From: path + "/" + strconv.Itoa(pre+j), Path: path + "/" + strconv.Itoa(pre+k)})
+		item := cur[j]
+		copy(cur[k+1:j+1], cur[k:j])
+		cur[k] = item
 	}
-	return 0, false
+	return cur
+}
+
+func itemName(v any) string {
+	m, _ := v.(map[string]any)
+	s, _ := m["name"].(string)
+	return s
+}
+
+// alignedByName reports whether the items of a, all objects with names, appear in b in the same
+// order, so that b is a with items added among them; at gives the index in b of each item of a.
+func alignedByName(a, b []any) (at []int, ok bool) {
+	k := 0
+	for _, item := range a {
+		n := itemName(item)
+		if n == "" {
+			return nil, false
+		}
+		for k < len(b) && itemName(b[k]) != n {
+			k++
+		}
+		if k == len(b) {
+			return nil, false
+		}
+		at = append(at, k)
+		k++
+	}
+	return at, len(a) > 0
 }
 
 // library diffs a and b with mattbaird/jsonpatch and rebases its operations onto path; offset

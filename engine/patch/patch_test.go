@@ -43,6 +43,11 @@ func TestCreate(t *testing.T) {
 			after:  `{"spec":{"containers":[{"name":"app"},{"name":"proxy"}],"initContainers":[{"name":"p"},{"name":"i"}]}}`,
 			want:   `[{"op":"add","path":"/spec/containers/1","value":{"name":"proxy"}},{"op":"add","path":"/spec/initContainers/0","value":{"name":"p"}}]`,
 		},
+		"the pod's own item moved among added ones": {
+			before: `{"spec":{"initContainers":[{"name":"a"},{"name":"b","x":1},{"name":"c"}]}}`,
+			after:  `{"spec":{"initContainers":[{"name":"init"},{"name":"c"},{"name":"b","x":2},{"name":"proxy"},{"name":"a"}]}}`,
+			want:   `[{"op":"move","from":"/spec/initContainers/2","path":"/spec/initContainers/0"},{"op":"move","from":"/spec/initContainers/2","path":"/spec/initContainers/1"},{"op":"add","path":"/spec/initContainers/0","value":{"name":"init"}},{"op":"replace","path":"/spec/initContainers/2/x","value":2},{"op":"add","path":"/spec/initContainers/3","value":{"name":"proxy"}}]`,
+		},
 		"remove refused":          {before: `{"a":1,"b":2}`, after: `{"a":1}`, wantErr: patch.ErrRemovesUserData},
 		"kind changes":            {before: `{"spec":{"a":{"x":1},"b":"s"}}`, after: `{"spec":{"a":"now a string","b":{"y":2}}}`, want: `[{"op":"replace","path":"/spec/a","value":"now a string"},{"op":"replace","path":"/spec/b","value":{"y":2}}]`},
 		"deep change":             {before: `{"spec":{"containers":[{"name":"a","env":[{"name":"X","value":"1"}]}]}}`, after: `{"spec":{"containers":[{"name":"a","env":[{"name":"X","value":"2"}]}]}}`, want: `[{"op":"replace","path":"/spec/containers/0/env/0/value","value":"2"}]`},

@@ -26,6 +26,8 @@ func Funcs() template.FuncMap {
 	}
 	fm["toYaml"] = toYAML
 	fm["toJSON"] = toJSON
+	fm["fromJSON"] = fromJSON
+	fm["appendMultusNetwork"] = appendMultusNetwork
 	fm["annotation"] = annotation
 	fm["label"] = label
 	fm["isset"] = isset
@@ -65,6 +67,47 @@ func toJSON(v any) (string, error) {
 		return "", fmt.Errorf("toJSON: %w", err)
 	}
 	return string(b), nil
+}
+
+// fromJSON decodes s, JSON text, into maps, lists and scalars.
+func fromJSON(s string) (any, error) {
+	var v any
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		return nil, fmt.Errorf("fromJSON: %w", err)
+	}
+	return v, nil
+}
+
+// appendMultusNetwork adds network to a pod's Multus network list (annotation
+// k8s.v1.cni.cncf.io/networks) unless it is there already, in the list's own form: a JSON list
+// of objects or comma-separated names, as Istio's function of that name. A JSON list that does
+// not parse is returned as it is (the apiserver's Multus then reports it).
+func appendMultusNetwork(existing, network string) string {
+	if strings.TrimSpace(existing) == "" {
+		return network
+	}
+	if i := strings.LastIndex(existing, "]"); i >= 0 {
+		var networks []map[string]any
+		if err := json.Unmarshal([]byte(existing), &networks); err != nil {
+			return existing
+		}
+		for _, n := range networks {
+			if n["name"] == network {
+				return existing
+			}
+		}
+		entry, _ := json.Marshal(map[string]string{"name": network})
+		if len(networks) == 0 { // "[]": Istio's would give "[, {...}]"
+			return "[" + string(entry) + "]"
+		}
+		return existing[:i] + ", " + string(entry) + existing[i:]
+	}
+	for _, n := range strings.Split(existing, ",") {
+		if strings.TrimSpace(n) == network {
+			return existing
+		}
+	}
+	return existing + ", " + network
 }
 
 // annotation returns the annotation key of obj (a pod or its metadata), or def when it is unset.

@@ -141,6 +141,24 @@ func TestParsedPartialsAreNotShared(t *testing.T) {
 
 // TestExcludeInboundPort: the status port joins the excluded inbound ports as Istio's template
 // function adds it.
+func TestAppendMultusNetwork(t *testing.T) {
+	const n = "default/istio-cni"
+	for existing, want := range map[string]string{
+		"":                               n,
+		"  ":                             n,
+		"macvlan":                        "macvlan, default/istio-cni",
+		"macvlan, default/istio-cni":     "macvlan, default/istio-cni",
+		`[{"name":"macvlan"}]`:           `[{"name":"macvlan"}, {"name":"default/istio-cni"}]`,
+		`[{"name":"default/istio-cni"}]`: `[{"name":"default/istio-cni"}]`,
+		`[]`:                             `[{"name":"default/istio-cni"}]`,
+		`[{"name":}]`:                    `[{"name":}]`,
+	} {
+		if got := render.Funcs()["appendMultusNetwork"].(func(string, string) string)(existing, n); got != want {
+			t.Errorf("appendMultusNetwork(%q) = %q, want %q", existing, got, want)
+		}
+	}
+}
+
 func TestExcludeInboundPort(t *testing.T) {
 	for _, c := range []struct {
 		port any

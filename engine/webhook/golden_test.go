@@ -21,6 +21,9 @@ type goldenCase struct {
 	// InjectedAt, when set, first injects the pod with the default bundle relabelled to this
 	// revision, then feeds the result to the case: the re-injection path.
 	InjectedAt string `json:"injectedAt"`
+	// Data, when set, is merged over the default bundle's data: a cluster's own settings
+	// ({"injector": {"values": {"cni": {"enabled": true}}}}).
+	Data map[string]any `json:"data"`
 }
 
 // TestGolden sends each case's pod through the mutating webhook over HTTP, as the apiserver does,
@@ -49,7 +52,11 @@ func TestGolden(t *testing.T) {
 				}
 				raw = fixture.JSON(t, res.Pod)
 			}
-			w := webhook.New(fixture.Injector(t, current, c.NamespaceLabels))
+			policy := current
+			if c.Data != nil {
+				policy = fixture.Policy(t, "", c.Data)
+			}
+			w := webhook.New(fixture.Injector(t, policy, c.NamespaceLabels))
 			resp := answer(t, w, fixture.Admission(raw, c.Namespace, c.Operation))
 			patch := resp.Patch
 			resp.Patch, resp.PatchType = nil, nil

@@ -49,7 +49,12 @@ injection := object.union(
 	{
 		"inject": true,
 		"variant": variant.name,
-		"values": object.union_n(array.concat(array.concat([overrides.base_values], [override.values | some override in overrides.applied]), [probes.values, prometheus.values, {"proxy": {"native": placement.native}}])),
+		"values": object.union_n(flatten([
+			[overrides.base_values],
+			[override.values | some override in overrides.applied],
+			[probes.values, prometheus.values, {"proxy": {"native": placement.native}}, before_proxy.values],
+			[turned_off.values | some turned_off in template_turned_off],
+		])),
 		"reasons": flatten([
 			selection.reasons,
 			reinjection_reasons,
@@ -57,9 +62,11 @@ injection := object.union(
 			[override.reason | some override in overrides.applied],
 			sort(probes.reasons),
 			sort(prometheus.reasons),
+			[turned_off.reason | some turned_off in template_turned_off],
 			[placement.reason],
+			before_proxy.reasons,
 		]),
-		"warnings": flatten([lib.switch_warnings, overrides.warnings, sort(probes.warnings), sort(prometheus.warnings), overrides.unhonoured_warnings]),
+		"warnings": flatten([lib.switch_warnings, overrides.warnings, sort(probes.warnings), sort(prometheus.warnings), overrides.unhonoured_warnings, before_proxy.warnings]),
 		"refused_overrides": overrides.refused,
 		"honoured_overrides": overrides.honoured,
 	},
@@ -249,6 +256,78 @@ placement := {"native": false, "reason": sprintf("the pod declares its own %s co
 } else := {"native": true, "reason": "config native_sidecars is true: istio-proxy runs as a native sidecar (an init container with restartPolicy: Always)"} if {
 	lib.native_sidecars == true
 } else := {"native": false, "reason": "config native_sidecars is false: istio-proxy runs as an ordinary container"}
+
+# What a template turns off whatever the pod or the bundle says (config template_settings): the
+# setting, where it is in values, and the effect, for reasons.
+template_switches := {
+	"rewrite_probes": {"values": {"probes": {"rewrite": false}}, "effect": "probe rewriting"},
+	"merge_metrics": {"values": {"prometheus": {"merge": false}}, "effect": "metrics merging"},
+}
+
+# METADATA
+# title: Settings the pod's templates turn off
+# description: >-
+#   {"values", "reason"} for each setting a template of the pod turns off (config
+#   template_settings, say for the proxyless gRPC templates, which run no Envoy to send probes
+#   or metrics through), in template and then setting order.
+template_turned_off := [{"values": switch.values, "reason": sprintf("template %s turns %s off (config template_settings)", [name, switch.effect])} |
+	some name in variant.templates
+	some key, switch in template_switches
+	lib.template_settings[name][key] == false
+]
+
+before_proxy_annotation := "sidecar.istio.io/init-containers-before-proxy"
+
+# METADATA
+# title: The pod's init containers that run before the proxy
+# description: >-
+#   {"values", "reasons", "warnings"}: as Istio, the names of config init_containers_before_proxy
+#   and then of the pod's annotation sidecar.istio.io/init-containers-before-proxy (comma lists),
+#   each once, that are init containers of the pod, run after istio-init and before a native
+#   sidecar proxy, in that order (values init.containersBeforeProxy). A name the annotation gives
+#   that the pod lacks, or the annotation on a pod whose proxy is not a native sidecar, is a warning.
+before_proxy := {
+	"values": {"init": {"containersBeforeProxy": names}},
+	"reasons": [sprintf("init containers %s run before %s (%s)", [concat(", ", names), lib.proxy_name, before_proxy_sources])],
+	"warnings": before_proxy_missing,
+} if {
+	placement.native
+	names := [name | some name in before_proxy_requested; name in before_proxy_present]
+	count(names) > 0
+} else := {"values": {}, "reasons": [], "warnings": [sprintf(
+	"pod annotation %s has no effect: %s is not a native sidecar, so no init container runs after it",
+	[before_proxy_annotation, lib.proxy_name],
+)]} if {
+	not placement.native
+	count(comma_list(lib.pod_annotations[before_proxy_annotation])) > 0
+} else := {"values": {}, "reasons": [], "warnings": before_proxy_missing}
+
+before_proxy_requested := [name |
+	some i, name in joined
+	not name in array.slice(joined, 0, i)
+] if {
+	joined := array.concat(comma_list(lib.init_containers_before_proxy), comma_list(object.get(lib.pod_annotations, before_proxy_annotation, "")))
+}
+
+before_proxy_present := {c.name | some c in lib.init_containers; c.name != lib.proxy_name}
+
+before_proxy_sources := concat(" and ", [source |
+	some source, present in {
+		"config init_containers_before_proxy": count(comma_list(lib.init_containers_before_proxy)) > 0,
+		sprintf("pod annotation %s", [before_proxy_annotation]): count(comma_list(object.get(lib.pod_annotations, before_proxy_annotation, ""))) > 0,
+	}
+	present
+])
+
+before_proxy_missing := [sprintf("pod annotation %s names init container %q, which the pod does not have: ignored", [before_proxy_annotation, name]) |
+	some name in comma_list(object.get(lib.pod_annotations, before_proxy_annotation, ""))
+	not name in before_proxy_present
+]
+
+# The non-empty items of a comma list, spaces trimmed; none for anything but a string.
+comma_list(value) := [item | some part in split(value, ","); item := trim_space(part); item != ""] if {
+	is_string(value)
+} else := []
 
 # The first image rule a container matches: config image_variants in order, then each rule's patterns
 # in order, then containers in order. A null delimiter list lets `*` match across `/` and `.`.

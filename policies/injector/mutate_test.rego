@@ -235,6 +235,66 @@ test_our_status_is_checked_before_istio_status if {
 	mutate.decision.reasons == [`pod is already injected at revision "default-1"`] with input as pod
 }
 
+# The default templates write Istio's status beside ours, for the tools that read it: such a pod
+# is ours, re-injected when its revision is older.
+test_istio_status_beside_ours_is_ours if {
+	pod := labelled({}, {
+		"sidecar.istio.io/status": "{}",
+		"rego-injector.io/status": status("default-0"),
+	})
+	mutate.decision.inject with input as pod
+}
+
+# --- init containers before the proxy ----------------------------------------------------------------
+
+init_pod(annotations) := pod_input(enabled, {"annotations": annotations}, {
+	"initContainers": [{"name": "migrate", "image": "m"}, {"name": "certs", "image": "c"}, {"name": "istio-proxy", "image": "auto"}],
+	"containers": [{"name": "app", "image": "example.com/team-a/web:1.4"}],
+})
+
+test_init_containers_before_proxy_from_config_and_annotation if {
+	d := mutate.decision with input as init_pod({"sidecar.istio.io/init-containers-before-proxy": " certs,migrate, certs,gone, istio-proxy"})
+		with data.injector.config.init_containers_before_proxy as "migrate"
+	d.values.init.containersBeforeProxy == ["migrate", "certs"]
+	"init containers migrate, certs run before istio-proxy (config init_containers_before_proxy and pod annotation sidecar.istio.io/init-containers-before-proxy)" in d.reasons
+	d.warnings == [
+		`pod annotation sidecar.istio.io/init-containers-before-proxy names init container "gone", which the pod does not have: ignored`,
+		`pod annotation sidecar.istio.io/init-containers-before-proxy names init container "istio-proxy", which the pod does not have: ignored`,
+	]
+}
+
+test_init_containers_before_proxy_need_a_native_sidecar if {
+	d := mutate.decision with input as pod_input(enabled, {"annotations": {"sidecar.istio.io/init-containers-before-proxy": "certs"}}, {
+		"initContainers": [{"name": "certs", "image": "c"}],
+		"containers": [{"name": "app", "image": "example.com/team-a/web:1.4"}],
+	})
+		with data.injector.config.native_sidecars as false
+	d.values.init.containersBeforeProxy == []
+	d.warnings == ["pod annotation sidecar.istio.io/init-containers-before-proxy has no effect: istio-proxy is not a native sidecar, so no init container runs after it"]
+	plain := mutate.decision with input as labelled({}, {})
+	plain.values.init.containersBeforeProxy == []
+	plain.warnings == []
+}
+
+# --- settings templates turn off ---------------------------------------------------------------------
+
+test_proxyless_grpc_templates_turn_settings_off if {
+	agent := mutate.decision with input as labelled({}, {"inject.istio.io/templates": "grpc-agent", "sidecar.istio.io/rewriteAppHTTPProbers": "true"})
+	agent.values.probes.rewrite == false
+	agent.values.prometheus.merge == true
+	"template grpc-agent turns probe rewriting off (config template_settings)" in agent.reasons
+	simple := mutate.decision with input as labelled({}, {"inject.istio.io/templates": "grpc-simple"})
+	simple.values.probes.rewrite == false
+	simple.values.prometheus.merge == false
+	[r | some r in simple.reasons; contains(r, "template grpc-simple")] == [
+		"template grpc-simple turns metrics merging off (config template_settings)",
+		"template grpc-simple turns probe rewriting off (config template_settings)",
+	]
+	mixed := mutate.decision with input as labelled({}, {"inject.istio.io/templates": "sidecar"})
+		with data.injector.config.template_settings as {"sidecar": {"rewrite_probes": "no"}}
+	mixed.values.probes.rewrite == true
+}
+
 # --- 7. the pod's own choice -------------------------------------------------------------------------
 
 test_label_opts_out if {

@@ -87,6 +87,10 @@ istio_overrides := {
 		"override": "redirect", "check": "interfaces",
 		"path": ["init", "kubevirtInterfaces"], "effect": "sets the virtual machine interfaces whose outbound traffic is redirected",
 	},
+	"istio.io/reroute-virtual-interfaces": {
+		"override": "redirect", "check": "interfaces",
+		"path": ["init", "rerouteVirtualInterfaces"], "effect": "sets the virtual interfaces whose inbound traffic is rerouted as outbound (it wins over kubevirtInterfaces)",
+	},
 }
 
 # The entry of annotation key: a resource annotation of config resource_annotations (which wins, as
@@ -505,9 +509,7 @@ proxy_config_field("proxyStatsMatcher", v) if {
 # Istio's injection annotations the default templates do not act on yet, and why not: a pod that
 # carries one is told, by a warning that names it, that it has no effect, rather than left to
 # think it has.
-unhonoured := {
-	"istio.io/reroute-virtual-interfaces": "use traffic.sidecar.istio.io/kubevirtInterfaces",
-}
+unhonoured := {}
 
 # METADATA
 # title: Warnings for Istio annotations without effect

@@ -681,7 +681,7 @@ test_unknown_templates_refuse_the_pod_as_istio_does if {
 	d := decide({"inject.istio.io/templates": "sidecar,nope"})
 	d.inject == false
 	d.code == "unknown_template"
-	d.deny == [`pod annotation inject.istio.io/templates="sidecar,nope" asks for template nope, which this bundle does not have (it has: gateway, native, proxy-only, sidecar)`]
+	d.deny == [`pod annotation inject.istio.io/templates="sidecar,nope" asks for template nope, which this bundle does not have (it has: gateway, grpc-agent, grpc-simple, native, proxy-only, sidecar)`]
 }
 
 test_honoured_variants if {
@@ -730,10 +730,19 @@ test_proxy_config_that_cannot_be_used_is_refused if {
 }
 
 test_istio_annotations_without_effect_warn if {
-	d := decide({"istio.io/reroute-virtual-interfaces": "k6t-eth0"})
+	d := mutate.decision with input as pod({"example.istio.io/later": "x"})
+		with overrides.unhonoured as {"example.istio.io/later": "not honoured yet"}
 	d.inject == true
-	d.warnings == ["pod annotation istio.io/reroute-virtual-interfaces has no effect with this bundle: use traffic.sidecar.istio.io/kubevirtInterfaces"]
+	d.warnings == ["pod annotation example.istio.io/later has no effect with this bundle: not honoured yet"]
 	decide({}).warnings == []
+}
+
+test_reroute_virtual_interfaces if {
+	honoured(
+		{"istio.io/reroute-virtual-interfaces": "k6t-eth0, net1"},
+		{"init": {"rerouteVirtualInterfaces": "k6t-eth0,net1"}},
+		`pod annotation istio.io/reroute-virtual-interfaces="k6t-eth0, net1" sets the virtual interfaces whose inbound traffic is rerouted as outbound (it wins over kubevirtInterfaces)`,
+	)
 }
 
 # --- log levels --------------------------------------------------------------------------------------
@@ -836,5 +845,5 @@ test_template_aliases if {
 	d.variant == "sidecar"
 	d.templates == ["sidecar", "proxy-only"]
 	bad := decide({"inject.istio.io/templates": "mesh"}) with data.injector.config.template_aliases as {"mesh": "sidecar"}
-	bad.deny == [`pod annotation inject.istio.io/templates="mesh" asks for template mesh, which this bundle does not have (it has: gateway, native, proxy-only, sidecar)`]
+	bad.deny == [`pod annotation inject.istio.io/templates="mesh" asks for template mesh, which this bundle does not have (it has: gateway, grpc-agent, grpc-simple, native, proxy-only, sidecar)`]
 }

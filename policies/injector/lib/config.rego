@@ -38,6 +38,14 @@ native_owner_kinds := {kind | some kind in setting("native_owner_kinds", [])}
 # Whether the proxy runs as a native sidecar unless a pod says otherwise.
 native_sidecars := setting("native_sidecars", true)
 
+# The pods' init containers, by name, that run before a native sidecar proxy (Istio's
+# INIT_CONTAINER_BEFORE_PROXY): a comma list, as sidecar.istio.io/init-containers-before-proxy.
+init_containers_before_proxy := setting("init_containers_before_proxy", "")
+
+# Templates that turn a setting off whatever the pod or the bundle says: template name to
+# {"rewrite_probes": false, "merge_metrics": false} (the proxyless gRPC templates, which run no Envoy).
+template_settings := setting("template_settings", {})
+
 image_variants := setting("image_variants", [])
 
 resource_annotations := setting("resource_annotations", {})

@@ -8,7 +8,9 @@ test_setting_reads_the_shipped_config if {
 	lib.namespace_label_keys == ["istio-injection", "rego-injector.io/inject"]
 	lib.pod_keys == ["sidecar.istio.io/inject", "rego-injector.io/inject"]
 	lib.excluded_namespaces == {"kube-system", "kube-public", "kube-node-lease"}
-	lib.requestable_variants == {"sidecar", "native", "proxy-only", "gateway"}
+	lib.requestable_variants == {"sidecar", "native", "proxy-only", "gateway", "grpc-agent", "grpc-simple"}
+	lib.init_containers_before_proxy == ""
+	lib.template_settings["grpc-simple"] == {"rewrite_probes": false, "merge_metrics": false}
 	lib.native_owner_kinds == {"Job", "CronJob"}
 	lib.require_sidecar_label == "rego-injector.io/require-sidecar"
 	lib.privileged_variants == {}

@@ -245,7 +245,12 @@ status_invalid if {
 	not status
 }
 
-istio_injected if _ = pod_annotations[istio_status_annotation]
+# Istio's injector injected the pod: it carries Istio's status annotation and not ours (the
+# default templates write Istio's too, for the tools that read it).
+istio_injected if {
+	_ = pod_annotations[istio_status_annotation]
+	not pod_annotations[status_annotation]
+}
 
 # The workload that owns the pod, as {"kind", "name", ...}: input.owner when the engine resolved it,
 # else the pod's controller owner reference. Undefined for bare pods.
