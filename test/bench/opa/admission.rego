@@ -83,7 +83,9 @@ controller_ref := refs[0] if {
 	refs := [ref | some ref in pod.metadata.ownerReferences; ref.controller == true]
 }
 
-workload_name := owner.name if {
+workload_name := pod_labels["service.istio.io/workload-name"] if {
+	pod_labels["service.istio.io/workload-name"] != ""
+} else := owner.name if {
 	owner
 } else := pod.metadata.name if {
 	pod.metadata.name != ""
@@ -97,17 +99,32 @@ canonical_name := trim_suffix(substring(name, 0, 63), "-") if {
 } else := trim_suffix(substring(workload_name, 0, 63), "-")
 
 added_labels := object.union(
-	{"security.istio.io/tlsMode": "istio"},
+	{
+		"security.istio.io/tlsMode": "istio",
+		"service.istio.io/canonical-revision": object.get(pod_labels, "app.kubernetes.io/version", object.get(pod_labels, "version", "latest")),
+	},
 	{"service.istio.io/canonical-name": canonical_name | canonical_name != ""},
 )
 
 # kubectl logs and exec land in the first app container, not the proxy.
 app_containers := [container.name | some container in pod.spec.containers; container.name != values.proxy.name]
 
-added_annotations := {key: app_containers[0] |
-	count(app_containers) > 0
-	some key in ["kubectl.kubernetes.io/default-container", "kubectl.kubernetes.io/default-logs-container"]
-}
+added_annotations := object.union(
+	{key: app_containers[0] |
+		count(app_containers) > 0
+		some key in ["kubectl.kubernetes.io/default-container", "kubectl.kubernetes.io/default-logs-container"]
+	},
+	{"istio.io/rev": values.revisionName, "sidecar.istio.io/status": istio_status},
+)
+
+# Istio's own status annotation, as the templates write it.
+istio_status := json.marshal({
+	"initContainers": array.concat([values.init.name | redirects], [values.proxy.name | native]),
+	"containers": [values.proxy.name | not native],
+	"volumes": [volume.name | some volume in volumes],
+	"imagePullSecrets": null,
+	"revision": values.revisionName,
+})
 
 # Metrics merging: the scrape annotations point at the agent, whatever the pod had; the pod's own
 # go to the agent in ISTIO_PROMETHEUS_ANNOTATIONS.
@@ -293,6 +310,8 @@ append(path, current, items) := [{"op": "add", "path": path, "value": items}] if
 
 field_env(name, path) := {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
 
+resource_env(name, resource) := {"name": name, "valueFrom": {"resourceFieldRef": {"resource": resource}}}
+
 proxy_env := array.concat(
 	array.concat(
 		[
@@ -301,6 +320,7 @@ proxy_env := array.concat(
 			field_env("INSTANCE_IP", "status.podIP"),
 			field_env("SERVICE_ACCOUNT", "spec.serviceAccountName"),
 			field_env("HOST_IP", "status.hostIP"),
+			resource_env("ISTIO_CPU_LIMIT", "limits.cpu"),
 			{"name": "PROXY_CONFIG", "value": json.marshal(values.proxyConfig)},
 		],
 		array.concat(prometheus_env, [{"name": name, "value": sprintf("%v", [metadata[name]])} |
@@ -311,6 +331,9 @@ proxy_env := array.concat(
 	array.concat(
 		[
 			{"name": "ISTIO_META_POD_PORTS", "value": pod_ports},
+			{"name": "ISTIO_META_APP_CONTAINERS", "value": concat(",", app_containers)},
+			resource_env("GOMEMLIMIT", "limits.memory"),
+			resource_env("GOMAXPROCS", "limits.cpu"),
 			{"name": "ISTIO_META_CLUSTER_ID", "value": "Kubernetes"},
 			{"name": "TRUST_DOMAIN", "value": values.trustDomain},
 			{"name": "ISTIO_META_WORKLOAD_NAME", "value": workload_name},
