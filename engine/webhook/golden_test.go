@@ -81,6 +81,10 @@ func TestGolden(t *testing.T) {
 			}
 			verdict.Response.UID = ""
 			fixture.Golden(t, filepath.Join(dir, "validation.json"), fixture.Indent(t, fixture.JSON(t, verdict.Response)))
+			if !verdict.Response.Allowed {
+				// The default policies must admit what they inject: a pod denied here would never run.
+				t.Errorf("the validating webhook denies the injected pod: %s", verdict.Response.Result.Message)
+			}
 
 			// Injecting the injected pod again changes nothing.
 			if again := answer(t, w, fixture.Admission(applied, c.Namespace, c.Operation)); again.Patch != nil {

@@ -119,8 +119,13 @@ proxy_name := name if {
 	is_string(name)
 } else := "istio-proxy"
 
-# Name of the init container that sets up the traffic redirect.
+# Name of the init container that sets up the traffic redirect, or with istio-cni (values
+# cni.enabled) checks the redirect the plugin set up.
 init_name := name if {
+	data.injector.values.cni.enabled == true
+	name := data.injector.values.cni.validationName
+	is_string(name)
+} else := name if {
 	name := data.injector.values.init.name
 	is_string(name)
 } else := "istio-init"

@@ -102,5 +102,7 @@ test_values_fall_back_when_missing if {
 test_values_follow_the_bundle if {
 	lib.proxy_name == "envoy" with data.injector.values.proxy.name as "envoy"
 	lib.init_name == "redirect" with data.injector.values.init.name as "redirect"
+	lib.init_name == "istio-validation" with data.injector.values.cni.enabled as true
+	lib.init_name == "istio-init" with data.injector.values.cni as {"enabled": true, "validationName": 7}
 	lib.proxy_uid == 101 with data.injector.values.proxy.uid as 101
 }
