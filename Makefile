@@ -15,7 +15,7 @@ COVERAGE  ?= 90
 SIGNING_KEY ?=
 SIGNING_ALG ?= RS256
 
-.PHONY: help run build image image-push image-test test go-test opa-test lint bundle bench load soak faults check-examples fuzz e2e cluster-binaries clean
+.PHONY: help run build image image-push image-test test chart go-test opa-test lint bundle bench load soak faults check-examples fuzz e2e cluster-binaries clean
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -56,7 +56,7 @@ image-push: image ## push the image index of make image to IMAGE=registry/reposi
 image-test: image ## test the image of make image: platforms, config, files, SBOM, the binary runs, reproducible, pushed to a registry on 127.0.0.1
 	REGO_INJECTOR_IMAGE_BIN=$(CURDIR)/bin REGO_INJECTOR_IMAGE_VERSION=$(VERSION) $(GO) test -count=1 ./test/tools/imagebuild/
 
-test: lint opa-test go-test check-examples image-test e2e ## every check and test: gofmt, go vet, opa fmt/check/test, go test -race, check over examples/, the image, e2e
+test: lint opa-test go-test chart check-examples image-test e2e ## every check and test: gofmt, go vet, opa fmt/check/test, go test -race, the Helm chart, check over examples/, the image, e2e
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -73,7 +73,17 @@ opa-test: ## opa fmt, opa check and opa test (coverage at least $(COVERAGE) %) w
 
 go-test: ## go test, with the race detector on the engine
 	$(GO) test -race -count=1 ./engine/...
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e /engine/ -e /test/e2e)
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e /engine/ -e /test/e2e -e /deploy/helm)
+
+# Helm's CLI is a `go tool` of go.mod (helm.sh/helm/v4/cmd/helm): built once into the Go cache, no download.
+HELM       := $(GO) tool helm
+CHART      := deploy/helm/rego-injector
+
+chart: ## helm lint the chart with each values file of $(CHART)/ci, then render them and check what they hold (deploy/helm/chart_test.go)
+	@for values in $(CHART)/ci/*-values.yaml; do \
+	  echo "helm lint $$values"; $(HELM) lint --strict --quiet $(CHART) -f $$values >/dev/null || { $(HELM) lint --strict $(CHART) -f $$values; exit 1; }; \
+	done
+	GO=$(GO) $(GO) test -count=1 ./deploy/helm/
 
 cluster-binaries: ## build etcd, kube-apiserver, kube-controller-manager and kubectl once per machine (cached)
 	test/tools/cluster-binaries.sh
