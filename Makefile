@@ -15,7 +15,7 @@ COVERAGE  ?= 90
 SIGNING_KEY ?=
 SIGNING_ALG ?= RS256
 
-.PHONY: help run build image image-push image-test test chart go-test opa-test lint bundle bench load soak faults check-examples fuzz e2e cluster-binaries clean
+.PHONY: help run build image image-push image-test test chart go-test opa-test lint bundle bench load soak faults check-examples fuzz e2e cluster-binaries registry-binary clean
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -71,9 +71,13 @@ opa-test: ## opa fmt, opa check and opa test (coverage at least $(COVERAGE) %) w
 	  { echo "policy coverage below $(COVERAGE) % (see build/coverage.json)"; exit 1; }
 	@echo "policy coverage $$(grep -o '"coverage": *[0-9.]*' build/coverage.json | tail -1 | grep -o '[0-9.]*$$') % (at least $(COVERAGE) % required)"
 
-go-test: ## go test, with the race detector on the engine
-	$(GO) test -race -count=1 ./engine/...
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e /engine/ -e /test/e2e -e /deploy/helm)
+go-test: ## go test, with the race detector on the engine; the OCI bundle tests run a registry on 127.0.0.1 (built once, cached)
+	@reg=$$(test/tools/registry-binary.sh) && set -x && \
+	REGO_INJECTOR_REGISTRY_BIN=$$reg $(GO) test -race -count=1 ./engine/... && \
+	REGO_INJECTOR_REGISTRY_BIN=$$reg $(GO) test -count=1 $$($(GO) list ./... | grep -v -e /engine/ -e /test/e2e -e /deploy/helm)
+
+registry-binary: ## build the CNCF distribution registry the OCI bundle tests run, once per machine (cached)
+	test/tools/registry-binary.sh
 
 # Helm's CLI is a `go tool` of go.mod (helm.sh/helm/v4/cmd/helm): built once into the Go cache, no download.
 HELM       := $(GO) tool helm

@@ -94,6 +94,7 @@ func TestUsageErrors(t *testing.T) {
 		{"explain", "-f", "-", "-o", "xml"},
 		{"inject", "-f", "-", "--namespace-labels", "novalue"},
 		{"serve", "--tls-cert-file", "x"},
+		{"inject", "-f", "-", "--bundle", "oci://127.0.0.1:5000/injector:v1"}, // offline: local bundles only
 	} {
 		if code, _, _ := runCmd(t, "", args...); code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)

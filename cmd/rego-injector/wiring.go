@@ -32,15 +32,15 @@ type bundleFlags struct {
 }
 
 func (b *bundleFlags) register(fs *flag.FlagSet, served bool) {
-	fs.Var(&b.sources, "bundle", "bundle directory, .tar.gz file"+map[bool]string{true: " or http(s) URL of a bundle server", false: ""}[served]+" (repeatable; absent: the embedded default bundle)")
+	fs.Var(&b.sources, "bundle", "bundle directory, .tar.gz file"+map[bool]string{true: ", http(s) URL of a bundle server, or oci://host[:port]/repository:tag (or @sha256:digest) of a bundle in an OCI registry, oci+http:// for one that speaks plain HTTP; registry credentials come from $DOCKER_CONFIG/config.json", false: ""}[served]+" (repeatable; absent: the embedded default bundle)")
 	fs.StringVar(&b.key, "bundle-verification-key", "", "public key every bundle must be signed with, as PEM text or a file holding it; absent: local bundles are not checked, and a signed bundle from a server is refused")
 	fs.StringVar(&b.keyID, "bundle-verification-key-id", "default", "id the verification key is known by; OPA verifies every signature with this key, whatever key id the signature names")
 	fs.StringVar(&b.alg, "bundle-signing-alg", "RS256", "signature algorithm of the verification key")
 	if served {
 		fs.DurationVar(&b.interval, "bundle-check-interval", 2*time.Second, "how often bundle directories and files are checked for changes")
-		fs.DurationVar(&b.pollMin, "bundle-poll-min", 10*time.Second, "least delay between downloads from a bundle server")
-		fs.DurationVar(&b.pollMax, "bundle-poll-max", 20*time.Second, "most delay between downloads from a bundle server")
-		fs.StringVar(&b.caFile, "bundle-ca-file", "", "CA certificate of an https bundle server (absent: the system roots)")
+		fs.DurationVar(&b.pollMin, "bundle-poll-min", 10*time.Second, "least delay between downloads from a bundle server or registry")
+		fs.DurationVar(&b.pollMax, "bundle-poll-max", 20*time.Second, "most delay between downloads from a bundle server or registry")
+		fs.StringVar(&b.caFile, "bundle-ca-file", "", "CA certificate of an https bundle server or OCI registry (absent: the system roots)")
 	}
 }
 

@@ -51,24 +51,32 @@ func (v *Verification) bundleConfig() *bundle.VerificationConfig {
 	return v.config
 }
 
-// Source is where one bundle comes from: a directory, a .tar.gz file, or an http(s) URL of a
-// bundle server.
+// Source is where one bundle comes from: a directory, a .tar.gz file, an http(s) URL of a bundle
+// server, or a bundle in an OCI registry.
 type Source struct {
 	// Spec is the source as given on the command line.
 	Spec   string
 	url    *url.URL
+	oci    *ociRef
 	verify *Verification
 }
 
-// ParseSource reads a --bundle argument: the path of a directory or a .tar.gz file, or the http(s)
-// URL of a bundle on a bundle server.
+// ParseSource reads a --bundle argument: the path of a directory or a .tar.gz file, the http(s)
+// URL of a bundle on a bundle server, or oci://host[:port]/repository:tag (or @sha256:digest) for
+// a bundle in an OCI registry (oci+http:// for a registry that speaks plain HTTP).
 func ParseSource(spec string, verify *Verification) (Source, error) {
 	s := Source{Spec: spec, verify: verify}
 	if spec == "" {
-		return s, errors.New("bundle source is empty: want a directory, a .tar.gz file or an http(s) URL")
+		return s, errors.New("bundle source is empty: want a directory, a .tar.gz file, an http(s) URL or an oci:// reference")
 	}
-	if scheme, _, found := strings.Cut(spec, "://"); !found || !isScheme(scheme) {
+	scheme, rest, found := strings.Cut(spec, "://")
+	if !found || !isScheme(scheme) {
 		return s, nil
+	}
+	if scheme = strings.ToLower(scheme); scheme == "oci" || scheme == "oci+http" {
+		ref, err := parseOCI(spec, scheme, rest)
+		s.oci = ref
+		return s, err
 	}
 	u, err := url.Parse(spec)
 	if err != nil {
@@ -80,7 +88,7 @@ func ParseSource(spec string, verify *Verification) (Source, error) {
 	}
 	switch {
 	case u.Scheme != "http" && u.Scheme != "https":
-		return s, fmt.Errorf("bundle URL %q: scheme %q is not supported: want http or https, or a path without a scheme", spec, u.Scheme)
+		return s, fmt.Errorf("bundle URL %q: scheme %q is not supported: want http, https, oci or oci+http, or a path without a scheme", spec, u.Scheme)
 	case u.User != nil:
 		return s, fmt.Errorf("bundle URL %q: user information in a bundle URL is not supported (it would not be sent to the server)", u.Redacted())
 	case u.Hostname() == "":
@@ -104,8 +112,8 @@ func isScheme(s string) bool {
 	return s != ""
 }
 
-// Remote reports whether the source is a bundle server.
-func (s Source) Remote() bool { return s.url != nil }
+// Remote reports whether the source is a bundle server or an OCI registry.
+func (s Source) Remote() bool { return s.url != nil || s.oci != nil }
 
 // Read reads a local source, verifying its signature when verification is configured.
 func (s Source) Read(ctx context.Context) (*bundle.Bundle, error) {
@@ -167,14 +175,23 @@ func (s Source) Fingerprint() (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// Download starts polling a remote source with OPA's bundle downloader (ETag and If-None-Match, so
-// an unchanged bundle is a 304 and nothing more; jittered delays between minDelay and maxDelay).
-// update is called with each new bundle, or with the error of a failed download; an unchanged
-// bundle is not reported. caFile, when set, is the CA that signs the server's certificate. The
-// downloader stops when ctx is done.
+// Download starts polling a remote source with OPA's bundle downloaders, with jittered delays
+// between minDelay and maxDelay, and failed downloads retried sooner. From a bundle server, ETag and
+// If-None-Match make an unchanged bundle a 304 and nothing more; from an OCI registry, the digest of
+// the bundle layer does (see downloadOCI). update is called with each new bundle, or with the error
+// of a failed download; an unchanged bundle is not reported. caFile, when set, is the CA that signs
+// the server's certificate. The downloader stops when ctx is done.
 func (s Source) Download(ctx context.Context, minDelay, maxDelay time.Duration, caFile string, update func(*bundle.Bundle, error)) error {
 	if !s.Remote() {
 		return fmt.Errorf("bundle %s: not a URL", s.Spec)
+	}
+	minSec, maxSec := int64(max(minDelay/time.Second, 1)), int64(max(maxDelay/time.Second, 1))
+	dc := download.Config{Polling: download.PollingConfig{MinDelaySeconds: &minSec, MaxDelaySeconds: &maxSec}}
+	if err := dc.ValidateAndInjectDefaults(); err != nil {
+		return fmt.Errorf("bundle %s: %w", s.Spec, err)
+	}
+	if s.oci != nil {
+		return s.downloadOCI(ctx, dc, caFile, update)
 	}
 	base := url.URL{Scheme: s.url.Scheme, Host: s.url.Host}
 	cfg, err := clientConfig(base.String(), caFile)
@@ -183,11 +200,6 @@ func (s Source) Download(ctx context.Context, minDelay, maxDelay time.Duration, 
 	}
 	client, err := rest.New(cfg, nil)
 	if err != nil {
-		return fmt.Errorf("bundle %s: %w", s.Spec, err)
-	}
-	minSec, maxSec := int64(max(minDelay/time.Second, 1)), int64(max(maxDelay/time.Second, 1))
-	dc := download.Config{Polling: download.PollingConfig{MinDelaySeconds: &minSec, MaxDelaySeconds: &maxSec}}
-	if err := dc.ValidateAndInjectDefaults(); err != nil {
 		return fmt.Errorf("bundle %s: %w", s.Spec, err)
 	}
 	path := strings.TrimPrefix(s.url.RequestURI(), "/")

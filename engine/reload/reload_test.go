@@ -38,8 +38,8 @@ func defaultAt(t *testing.T, revision string) *bundle.Bundle {
 	return b
 }
 
-// writeTarball writes b as a bundle file, signed with key when it is not nil.
-func writeTarball(t *testing.T, path string, b *bundle.Bundle, key *rsa.PrivateKey) {
+// tarball is b as a bundle file (.tar.gz), signed with key when it is not nil.
+func tarball(t *testing.T, b *bundle.Bundle, key *rsa.PrivateKey) []byte {
 	t.Helper()
 	if key != nil {
 		if err := b.GenerateSignature(bundle.NewSigningConfig(string(privatePEM(key)), "RS256", ""), "default", false); err != nil {
@@ -50,8 +50,14 @@ func writeTarball(t *testing.T, path string, b *bundle.Bundle, key *rsa.PrivateK
 	if err := bundle.NewWriter(&buf).Write(*b); err != nil {
 		t.Fatal(err)
 	}
+	return buf.Bytes()
+}
+
+// writeTarball writes b as a bundle file, signed with key when it is not nil.
+func writeTarball(t *testing.T, path string, b *bundle.Bundle, key *rsa.PrivateKey) {
+	t.Helper()
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, buf.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(tmp, tarball(t, b, key), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
