@@ -15,7 +15,7 @@ COVERAGE  ?= 90
 SIGNING_KEY ?=
 SIGNING_ALG ?= RS256
 
-.PHONY: help run build image image-push image-test test chart go-test opa-test lint bundle bench load soak faults check-examples fuzz e2e cluster-binaries registry-binary clean
+.PHONY: help run build image image-push image-test test chart go-test opa-test lint bundle bench load soak faults check-examples fuzz e2e cluster-binaries registry-binary bundle-push clean
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -103,6 +103,19 @@ bundle: ## build build/default.tar.gz from policies/ and bundles/default with op
 	cd $(STAGE) && $(OPA) build --bundle . --output ../default.tar.gz \
 	  $(if $(SIGNING_KEY),--signing-key $(abspath $(SIGNING_KEY)) --signing-alg $(SIGNING_ALG))
 	@echo "wrote build/default.tar.gz$(if $(SIGNING_KEY), signed with $(SIGNING_KEY))"
+
+# make bundle-push REGISTRY=registry.example.com/policies/rego-injector:v1 (PLAIN_HTTP=1 for a
+# plain-HTTP registry that is not on a loopback or private address).
+REGISTRY   ?=
+PLAIN_HTTP ?=
+ifneq ($(filter bundle-push,$(MAKECMDGOALS)),)
+ifeq ($(REGISTRY),)
+$(error make bundle-push needs REGISTRY=host[:port]/repository:tag)
+endif
+endif
+
+bundle-push: bundle ## publish build/default.tar.gz to REGISTRY=host[:port]/repository:tag as an OPA OCI bundle, with docker login's credentials
+	$(GO) run ./test/tools/bundlepush $(if $(PLAIN_HTTP),-plain-http )build/default.tar.gz $(REGISTRY)
 
 bench: ## run the Go benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./engine/...
