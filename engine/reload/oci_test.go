@@ -29,6 +29,8 @@ func startRegistry(t *testing.T, opts registry.Options) *registry.Server {
 	if bin == "" {
 		t.Skipf("%s is not set: make test (or make go-test) builds the OCI registry these tests run. Skipping.", registry.Env)
 	}
+	// The downloaders' stores go under TMPDIR, and the test may end before they are removed.
+	t.Setenv("TMPDIR", t.TempDir())
 	s, err := registry.Start(t.Context(), bin, t.TempDir(), opts)
 	if err != nil {
 		t.Fatal(err)

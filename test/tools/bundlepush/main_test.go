@@ -27,6 +27,7 @@ func TestPush(t *testing.T) {
 	if bin == "" {
 		t.Skipf("%s is not set: make test builds the OCI registry this test runs. Skipping.", registry.Env)
 	}
+	t.Setenv("TMPDIR", t.TempDir()) // the downloader's store, which the test may outlive
 	reg, err := registry.Start(t.Context(), bin, t.TempDir(), registry.Options{})
 	if err != nil {
 		t.Fatal(err)
