@@ -296,7 +296,8 @@ func TestUserSupplied(t *testing.T) {
 	r := render(t, "injectors", "-f", ciValues("user-supplied"))
 	var d appsv1.Deployment
 	r.get(t, "Deployment/rel-rego-injector", &d)
-	if s := d.Spec.Template.Spec.Volumes[0].Secret; s == nil || s.SecretName != "my-webhook-tls" {
+	if i := slices.IndexFunc(d.Spec.Template.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == "tls" }); i < 0 ||
+		d.Spec.Template.Spec.Volumes[i].Secret == nil || d.Spec.Template.Spec.Volumes[i].Secret.SecretName != "my-webhook-tls" {
 		t.Errorf("volumes %+v: want the Secret my-webhook-tls", d.Spec.Template.Spec.Volumes)
 	}
 	m, v := webhooks(t, r)
@@ -316,7 +317,7 @@ func TestUserSupplied(t *testing.T) {
 	}
 }
 
-// TestBundles: every source a --bundle flag in order, named ones NAME=SRC, ConfigMaps mounted,
+// TestBundles: every source a --bundle flag in order, ConfigMaps mounted by name,
 // verification key and server CA from the chart's ConfigMap, registry credentials for OCI.
 func TestBundles(t *testing.T) {
 	r := render(t, "injectors", "-f", ciValues("bundles"))
@@ -329,9 +330,9 @@ func TestBundles(t *testing.T) {
 	}
 	want := []string{
 		"oci://registry.example.com/policies/rego-injector:v1",
-		"team-a=https://bundles.example.com/team-a.tar.gz",
-		"local=/etc/rego-injector/bundles/local/bundle.tar.gz",
-		"tree=/etc/rego-injector/bundles/tree",
+		"https://bundles.example.com/team-a.tar.gz",
+		"/etc/rego-injector/bundles/local/bundle.tar.gz",
+		"/etc/rego-injector/bundles/tree",
 	}
 	if !slices.Equal(bundles, want) {
 		t.Errorf("--bundle %v, want %v", bundles, want)
