@@ -2,6 +2,8 @@
 package metrics
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"log/slog"
 	"time"
 
@@ -119,6 +121,40 @@ func New(opts ...Option) *Metrics {
 		o(m)
 	}
 	return m
+}
+
+// ServingCertificate exports, as rego_injector_serving_certificate_expiry_timestamp_seconds, the
+// NotAfter of the certificate get would serve now, read at each scrape, so that it follows every
+// rotation whatever the certificate's source; no sample while get has none to serve.
+func (m *Metrics) ServingCertificate(get func(*tls.ClientHelloInfo) (*tls.Certificate, error)) {
+	if m == nil {
+		return
+	}
+	m.Registry.MustRegister(&expiryCollector{get: get, desc: prometheus.NewDesc(
+		prometheus.BuildFQName(namespace, "", "serving_certificate_expiry_timestamp_seconds"),
+		"Unix time at which the serving certificate expires: alert well before it, in case rotation has stopped.",
+		nil, nil)})
+}
+
+type expiryCollector struct {
+	get  func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	desc *prometheus.Desc
+}
+
+func (c *expiryCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *expiryCollector) Collect(ch chan<- prometheus.Metric) {
+	cert, err := c.get(&tls.ClientHelloInfo{})
+	if err != nil || cert == nil || len(cert.Certificate) == 0 {
+		return
+	}
+	leaf := cert.Leaf
+	if leaf == nil {
+		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(leaf.NotAfter.Unix()))
 }
 
 // Admission records one answered review; reason is the skip code of a skipped pod, bounded as

@@ -2,8 +2,15 @@ package metrics_test
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -126,4 +133,55 @@ func TestShippedPolicyLabelsFit(t *testing.T) {
 			t.Errorf("%q does not match", v)
 		}
 	}
+}
+
+// TestServingCertificateExpiry: the gauge follows the certificate being served, rotation included,
+// and has no sample while there is none.
+func TestServingCertificateExpiry(t *testing.T) {
+	var current *tls.Certificate
+	m := metrics.New()
+	m.ServingCertificate(func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		if current == nil {
+			return nil, errors.New("no certificate yet")
+		}
+		return current, nil
+	})
+	expiry := func() []float64 {
+		families, err := m.Registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []float64
+		for _, f := range families {
+			if f.GetName() == "rego_injector_serving_certificate_expiry_timestamp_seconds" {
+				for _, s := range f.GetMetric() {
+					out = append(out, s.GetGauge().GetValue())
+				}
+			}
+		}
+		return out
+	}
+	if got := expiry(); len(got) != 0 {
+		t.Errorf("a sample %v before any certificate", got)
+	}
+	for _, notAfter := range []time.Time{time.Unix(1900000000, 0), time.Unix(1950000000, 0)} {
+		current = certificate(t, notAfter)
+		if got := expiry(); len(got) != 1 || got[0] != float64(notAfter.Unix()) {
+			t.Errorf("expiry %v, want %d", got, notAfter.Unix())
+		}
+	}
+}
+
+func certificate(t *testing.T, notAfter time.Time) *tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: notAfter.Add(-time.Hour), NotAfter: notAfter}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
