@@ -11,7 +11,6 @@ import (
 	"github.com/Masterminds/sprig/v3"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/yaml"
 )
 
 // Funcs returns the function map templates are parsed with: sprig's hermetic functions (no
@@ -49,15 +48,6 @@ func nondeterministic(name string) bool {
 		return true
 	}
 	return strings.HasPrefix(name, "rand") || strings.HasPrefix(name, "gen")
-}
-
-// toYAML renders v as YAML without a trailing newline, ready for `indent`/`nindent`.
-func toYAML(v any) (string, error) {
-	b, err := yaml.Marshal(v)
-	if err != nil {
-		return "", fmt.Errorf("toYaml: %w", err)
-	}
-	return strings.TrimSuffix(string(b), "\n"), nil
 }
 
 // toJSON renders v as compact JSON.
