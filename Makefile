@@ -15,7 +15,7 @@ COVERAGE  ?= 90
 SIGNING_KEY ?=
 SIGNING_ALG ?= RS256
 
-.PHONY: help run build image image-push image-test test chart go-test opa-test lint bundle bench load soak faults check-examples fuzz e2e cluster-binaries registry-binary bundle-push clean
+.PHONY: help run build image image-push image-test test chart go-test opa-test lint bundle bench load soak faults dashboard-png check-examples fuzz e2e cluster-binaries registry-binary bundle-push clean
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -139,6 +139,12 @@ faults: build bundle ## 150 pods/s while in turn the bundle server hangs, then s
 	@bin=$${REGO_INJECTOR_CLUSTER_BIN:-$$(test/tools/cluster-binaries.sh)} || bin=; \
 	echo "$(if $(shell command -v taskset),taskset -c 1) bin/bench -server $(BIN) -faults -cluster-bin $$bin $(FAULTFLAGS)"; \
 	$(if $(shell command -v taskset),taskset -c 1) bin/bench -server $(BIN) -faults -cluster-bin "$$bin" $(FAULTFLAGS)
+
+# The figure of docs/observability.md#what-the-dashboard-shows, from the run's own scrapes of /metrics
+# (test/dashboard); build/dashboard-samples.json keeps them: bin/dashboard -replay FILE draws them again.
+dashboard-png: build ## draw two dashboard panels over a 20 s load run on 127.0.0.1 into docs/images/dashboard-admissions.png (~30 s)
+	$(GO) build -o bin/dashboard ./test/dashboard
+	$(if $(shell command -v taskset),taskset -c 1) bin/dashboard -server $(BIN) -o docs/images/dashboard-admissions.png -samples build/dashboard-samples.json $(DASHFLAGS)
 
 fuzz: ## fuzz the decoders that read network input, $(FUZZTIME) each
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./engine/admission
