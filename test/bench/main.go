@@ -32,6 +32,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -52,7 +53,9 @@ func main() {
 	duration := flag.Duration("duration", 20*time.Second, "length of each run (at most 60s)")
 	saturate := flag.Int("saturate", 4000, "rate of the saturation run, whose achieved throughput is reported (0: none)")
 	cpu := flag.String("server-cpu", "0", "CPU the servers are pinned to with taskset (empty: not pinned)")
-	modes := flag.String("mode", "same,distinct", "same: every request carries the same pod (the replicas of one workload); distinct: every pod differs (a label numbers it), so no answer can be reused")
+	modes := flag.String("mode", "same,distinct,mixed", "same: every request carries the same pod (the replicas of one workload); distinct: every pod differs (a label numbers it), so no answer can be reused; mixed: a rollout of many workloads of -replicas pods each, every -large-every'th workload of large pods and the rest typical (the -pods list is ignored; run once per server and rate, at most 1,000 req/s)")
+	replicas := flag.Int("replicas", 4, "pods of each workload in a mixed run")
+	largeEvery := flag.Int("large-every", 5, "in a mixed run, every this many workloads one is of large pods")
 	soakFor := flag.Duration("soak", 0, "instead of the comparison, run rego-injector alone this long (at most 15m) at -soak-rate distinct pods per second, swapping its bundle and rotating its certificate halfway, sampling RSS")
 	soakRate := flag.Int("soak-rate", 200, "requests per second of the soak")
 	faultRun := flag.Bool("faults", false, "instead of the comparison, run rego-injector alone under steady load and inject faults one after another: its bundle server hangs then serves garbage, the apiserver is stopped, the serving certificate is replaced, SIGTERM; fail on a failed admission the documented behaviour does not predict")
@@ -71,7 +74,8 @@ func main() {
 	case *soakFor > 0:
 		err = soak(*server, min(*soakFor, 15*time.Minute), *soakRate, *cpu)
 	default:
-		err = run(*server, *opa, strings.Split(*pods, ","), strings.Split(*modes, ","), parseRates(*rates), *duration, *saturate, *cpu)
+		err = run(*server, *opa, strings.Split(*pods, ","), strings.Split(*modes, ","), parseRates(*rates), *duration, *saturate, *cpu,
+			mixConfig{replicas: min(max(*replicas, 1), 100), largeEvery: max(*largeEvery, 1)})
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -108,7 +112,10 @@ type peer struct {
 	path, ready string
 }
 
-func run(server, opa string, pods, modes []string, rates []int, duration time.Duration, saturate int, cpu string) error {
+// mixConfig shapes a mixed run.
+type mixConfig struct{ replicas, largeEvery int }
+
+func run(server, opa string, pods, modes []string, rates []int, duration time.Duration, saturate int, cpu string, mix mixConfig) error {
 	dir, err := os.MkdirTemp("", "rego-injector-bench-")
 	if err != nil {
 		return err
@@ -135,7 +142,7 @@ func run(server, opa string, pods, modes []string, rates []int, duration time.Du
 		})
 	}
 	reviews := map[string][]byte{}
-	for _, pod := range pods {
+	for _, pod := range append(slices.Clone(pods), "typical", "large") {
 		if reviews[pod], err = review(pod); err != nil {
 			return err
 		}
@@ -143,8 +150,13 @@ func run(server, opa string, pods, modes []string, rates []int, duration time.Du
 
 	patches := map[string]map[string][]byte{} // peer → pod → patch, for the equivalence check
 	var report strings.Builder
-	fmt.Fprintln(&report, "| server | pod | pods | rate (req/s) | achieved (req/s) | errors | p50 | p90 | p99 | max | RSS after |")
-	fmt.Fprintln(&report, "|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(&report, "| server | pod | pods | rate (req/s) | achieved (req/s) | errors | of them shed (429) | p50 | p90 | p99 | max | RSS after |")
+	fmt.Fprintln(&report, "|---|---|---|---|---|---|---|---|---|---|---|---|")
+	row := func(server, pod, mode, label string, m vegeta.Metrics, pid int) {
+		fmt.Fprintf(&report, "| %s | %s | %s | %s | %.0f | %d | %d | %s | %s | %s | %s | %s |\n", server, pod, mode, label, m.Throughput,
+			m.Requests-uint64(float64(m.Requests)*m.Success+0.5), m.StatusCodes["429"], ms(m.Latencies.P50), ms(m.Latencies.P90), ms(m.Latencies.P99), ms(m.Latencies.Max),
+			rss(pid))
+	}
 	for _, p := range peers {
 		err := func() error {
 			addr, err := freeAddr()
@@ -180,16 +192,24 @@ func run(server, opa string, pods, modes []string, rates []int, duration time.Du
 					runs = append(append([]int(nil), rates...), saturate)
 				}
 				for _, mode := range modes {
+					if mode == "mixed" {
+						continue
+					}
 					for _, rate := range runs {
 						m := attack(tlsConfig, targets(base+p.path, reviews[pod], mode == "distinct"), rate, duration)
 						label := strconv.Itoa(rate)
 						if rate == saturate {
 							label += " (saturation)"
 						}
-						fmt.Fprintf(&report, "| %s | %s | %s | %s | %.0f | %d | %s | %s | %s | %s | %s |\n", p.name, pod, mode, label, m.Throughput,
-							m.Requests-uint64(float64(m.Requests)*m.Success+0.5), ms(m.Latencies.P50), ms(m.Latencies.P90), ms(m.Latencies.P99), ms(m.Latencies.Max),
-							rss(cmd.Process.Pid))
+						row(p.name, pod, mode, label, m, cmd.Process.Pid)
 					}
+				}
+			}
+			if slices.Contains(modes, "mixed") {
+				for _, rate := range rates {
+					m := attack(tlsConfig, mixed(base+p.path, reviews["typical"], reviews["large"], mix), min(rate, 1000), duration)
+					row(p.name, fmt.Sprintf("typical, every %d%s workload large", mix.largeEvery, ordinal(mix.largeEvery)),
+						fmt.Sprintf("mixed: %d per workload", mix.replicas), strconv.Itoa(min(rate, 1000)), m, cmd.Process.Pid)
 				}
 			}
 			return nil
@@ -373,17 +393,53 @@ func targets(url string, body []byte, distinct bool) vegeta.Targeter {
 // numbered posts body with the pod's seqLabel set to the next value of seq.
 func numbered(url string, body []byte, seq *atomic.Uint64) vegeta.Targeter {
 	header := http.Header{"Content-Type": []string{"application/json"}}
+	return func(t *vegeta.Target) error {
+		*t = vegeta.Target{Method: http.MethodPost, URL: url, Body: numberedBody(body, seq.Add(1)), Header: header}
+		return nil
+	}
+}
+
+// numberedBody is body with the pod's seqLabel set to n.
+func numberedBody(body []byte, n uint64) []byte {
 	at := bytes.Index(body, []byte(`"`+seqLabel+`":"`+seqZero+`"`))
 	if at < 0 {
 		panic("the review carries no " + seqLabel + " label to number") // review always adds it
 	}
 	at += len(seqLabel) + 4
+	b := bytes.Clone(body)
+	copy(b[at:at+len(seqZero)], fmt.Sprintf("%010d", n))
+	return b
+}
+
+// mixed posts the pods of a rollout of many workloads: each workload's pods are mix.replicas
+// identical pods in a row (its replicas, which the memo answers after the first), numbered by
+// workload, and every mix.largeEvery'th workload is of large pods, the others typical.
+func mixed(url string, typical, large []byte, mix mixConfig) vegeta.Targeter {
+	header := http.Header{"Content-Type": []string{"application/json"}}
+	var seq atomic.Uint64
 	return func(t *vegeta.Target) error {
-		b := bytes.Clone(body)
-		copy(b[at:at+len(seqZero)], fmt.Sprintf("%010d", seq.Add(1)))
-		*t = vegeta.Target{Method: http.MethodPost, URL: url, Body: b, Header: header}
+		w := (seq.Add(1) - 1) / uint64(mix.replicas)
+		body := typical
+		if w%uint64(mix.largeEvery) == uint64(mix.largeEvery-1) {
+			body = large
+		}
+		*t = vegeta.Target{Method: http.MethodPost, URL: url, Body: numberedBody(body, w+1), Header: header}
 		return nil
 	}
+}
+
+func ordinal(n int) string {
+	switch {
+	case n%100 >= 11 && n%100 <= 13:
+		return "th"
+	case n%10 == 1:
+		return "st"
+	case n%10 == 2:
+		return "nd"
+	case n%10 == 3:
+		return "rd"
+	}
+	return "th"
 }
 
 func attack(cfg *tls.Config, targeter vegeta.Targeter, rate int, d time.Duration) vegeta.Metrics {
