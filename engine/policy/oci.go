@@ -102,15 +102,7 @@ func (s Source) downloadOCI(ctx context.Context, dc download.Config, caFile stri
 	d := download.NewOCI(dc, client, s.oci.ref, store).
 		WithSizeLimitBytes(maxBundleBytes).
 		WithBundleVerificationConfig(s.verify.bundleConfig()).
-		WithCallback(func(_ context.Context, u download.Update) error {
-			switch {
-			case u.Error != nil:
-				update(nil, fmt.Errorf("bundle %s: %w", s.Spec, u.Error))
-			case u.Bundle != nil:
-				update(u.Bundle, nil)
-			}
-			return nil
-		})
+		WithCallback(s.deliver(update))
 	d.Start(ctx)
 	go func() {
 		<-ctx.Done()

@@ -180,6 +180,20 @@ func (s Source) Fingerprint() (string, error) {
 // If-None-Match make an unchanged bundle a 304 and nothing more; from an OCI registry, the digest of
 // the bundle layer does (see downloadOCI). update is called with each new bundle, or with the error
 // of a failed download; an unchanged bundle is not reported. caFile, when set, is the CA that signs
+// deliver turns a downloader's updates into calls of update: a bundle, or an error naming the
+// source.
+func (s Source) deliver(update func(*bundle.Bundle, error)) func(context.Context, download.Update) error {
+	return func(_ context.Context, u download.Update) error {
+		switch {
+		case u.Error != nil:
+			update(nil, fmt.Errorf("bundle %s: %w", s.Spec, u.Error))
+		case u.Bundle != nil:
+			update(u.Bundle, nil)
+		}
+		return nil
+	}
+}
+
 // the server's certificate. The downloader stops when ctx is done.
 func (s Source) Download(ctx context.Context, minDelay, maxDelay time.Duration, caFile string, update func(*bundle.Bundle, error)) error {
 	if !s.Remote() {
@@ -207,15 +221,7 @@ func (s Source) Download(ctx context.Context, minDelay, maxDelay time.Duration, 
 		WithBundleName(s.Spec).
 		WithSizeLimitBytes(maxBundleBytes).
 		WithBundleVerificationConfig(s.verify.bundleConfig()).
-		WithCallback(func(_ context.Context, u download.Update) error {
-			switch {
-			case u.Error != nil:
-				update(nil, fmt.Errorf("bundle %s: %w", s.Spec, u.Error))
-			case u.Bundle != nil:
-				update(u.Bundle, nil)
-			}
-			return nil
-		})
+		WithCallback(s.deliver(update))
 	d.Start(ctx)
 	go func() {
 		<-ctx.Done()

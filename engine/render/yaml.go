@@ -27,6 +27,10 @@ func toYAML(v any) (string, error) {
 // writeYAML writes v at indent; inline says that the first line continues one already begun
 // (after "- "), so that it takes no indentation of its own.
 func writeYAML(b *strings.Builder, v any, indent int, inline bool) error {
+	v, err := plain(v)
+	if err != nil {
+		return err
+	}
 	pad := func() {
 		if inline {
 			inline = false
@@ -76,16 +80,9 @@ func writeYAML(b *strings.Builder, v any, indent int, inline bool) error {
 		}
 		return nil
 	}
-	s, ok, err := yamlScalar(v)
+	s, _, err := yamlScalar(v)
 	if err != nil {
 		return err
-	}
-	if !ok { // a typed value: as encoding/json sees it
-		plain, err := jsonValue(v)
-		if err != nil {
-			return err
-		}
-		return writeYAML(b, plain, indent, inline)
 	}
 	pad()
 	b.WriteString(s)
@@ -95,35 +92,31 @@ func writeYAML(b *strings.Builder, v any, indent int, inline bool) error {
 // writeChild writes the value of a mapping key: a scalar or an empty collection on the key's
 // line, anything else on the lines below, indented.
 func writeChild(b *strings.Builder, v any, indent int) error {
-	switch x := v.(type) {
-	case map[string]any:
-		if len(x) == 0 {
-			b.WriteString(" {}")
-			return nil
-		}
-	case []any:
-		if len(x) == 0 {
-			b.WriteString(" []")
-			return nil
-		}
-	default:
-		s, ok, err := yamlScalar(v)
-		if err != nil {
-			return err
-		}
-		if !ok { // a typed value: as encoding/json sees it
-			plain, err := jsonValue(v)
-			if err != nil {
-				return err
-			}
-			return writeChild(b, plain, indent)
-		}
-		b.WriteByte(' ')
-		b.WriteString(s)
-		return nil
+	v, err := plain(v)
+	if err != nil {
+		return err
 	}
-	b.WriteByte('\n')
-	return writeYAML(b, v, indent, false)
+	m, isMap := v.(map[string]any)
+	l, isList := v.([]any)
+	if (isMap && len(m) > 0) || (isList && len(l) > 0) {
+		b.WriteByte('\n')
+		return writeYAML(b, v, indent, false)
+	}
+	b.WriteByte(' ')
+	return writeYAML(b, v, indent, true)
+}
+
+// plain is v if it is a JSON value (a map, a list or a scalar), else v as encoding/json encodes it,
+// decoded.
+func plain(v any) (any, error) {
+	switch v.(type) {
+	case map[string]any, []any:
+		return v, nil
+	}
+	if _, ok, err := yamlScalar(v); ok || err != nil {
+		return v, err
+	}
+	return jsonValue(v)
 }
 
 // yamlScalar renders a JSON scalar; ok is false for anything else.
