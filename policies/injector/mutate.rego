@@ -163,6 +163,11 @@ namespace_not_enabled_reason := sprintf(
 	[lib.namespace_name, enabling_labels, lib.namespace_switch.key, lib.namespace_switch.value],
 ) if {
 	lib.namespace_switch
+} else := sprintf(
+	"namespace %q is not labelled %s (its label istio.io/rev=%q would select an Istio revision: this injector serves one bundle revision and does not read the label)",
+	[lib.namespace_name, enabling_labels, lib.namespace_labels["istio.io/rev"]],
+) if {
+	is_string(lib.namespace_labels["istio.io/rev"])
 } else := sprintf("namespace %q is not labelled %s", [lib.namespace_name, enabling_labels])
 
 # "istio-injection=enabled or rego-injector.io/inject=enabled"
