@@ -103,6 +103,7 @@ func FuzzCreate(f *testing.F) {
 	f.Add(`{"spec":{"containers":[{"name":"a"}]}}`, `{"spec":{"containers":[{"name":"a"},{"name":"b"}]},"metadata":{"labels":{"x/y":"1"}}}`)
 	f.Add(`{"a":[1,2,3],"b":{"c":null}}`, `{"a":[0,1,2,3,4],"b":{"c":{"d":[]}}}`)
 	f.Add(`{"a":[{"x":1},{"y":2}]}`, `{"a":[{"y":2}]}`)
+	f.Add(`{"spec":{"initContainers":[{"name":"a"},{"name":"b","x":1}]}}`, `{"spec":{"initContainers":[{"name":"i"},{"name":"b","x":2},{"name":"p"},{"name":"a"}]}}`)
 	f.Fuzz(func(t *testing.T, before, after string) {
 		var a, b map[string]any
 		if json.Unmarshal([]byte(before), &a) != nil || json.Unmarshal([]byte(after), &b) != nil || a == nil || b == nil {
