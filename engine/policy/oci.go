@@ -3,7 +3,6 @@ package policy
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -86,7 +84,7 @@ func (s Source) downloadOCI(ctx context.Context, dc download.Config, caFile stri
 	if s.oci.plainHTTP {
 		scheme = "http"
 	}
-	cfg, err := ociClientConfig(scheme+"://"+s.oci.registry, caFile)
+	cfg, err := clientConfig(scheme+"://"+s.oci.registry, caFile, registryAuthPlugin)
 	if err != nil {
 		return fmt.Errorf("bundle %s: %w", s.Spec, err)
 	}
@@ -110,31 +108,6 @@ func (s Source) downloadOCI(ctx context.Context, dc download.Config, caFile stri
 		_ = os.RemoveAll(store)
 	}()
 	return nil
-}
-
-// ociClientConfig is the configuration of OPA's REST client for a registry, as OPA's own
-// configuration has it for a service of type oci, with credentials from the auth plugin below.
-func ociClientConfig(url, caFile string) ([]byte, error) {
-	if !utf8.ValidString(caFile) {
-		return nil, fmt.Errorf("CA file %q: the path is not valid UTF-8, which the client's configuration (JSON) cannot carry", caFile)
-	}
-	type tlsConfig struct {
-		CACert string `json:"ca_cert"`
-	}
-	plugin := registryAuthPlugin
-	cfg := struct {
-		URL         string     `json:"url"`
-		Type        string     `json:"type"`
-		TLS         *tlsConfig `json:"tls,omitempty"`
-		Credentials struct {
-			Plugin *string `json:"plugin"`
-		} `json:"credentials"`
-	}{URL: url, Type: "oci"}
-	cfg.Credentials.Plugin = &plugin
-	if caFile != "" {
-		cfg.TLS = &tlsConfig{CACert: caFile}
-	}
-	return json.Marshal(cfg)
 }
 
 // registryAuthPlugin names registryAuth in the client's configuration.

@@ -50,7 +50,7 @@ func TestRegistryAuth(t *testing.T) {
 }
 
 func TestOCIClientConfig(t *testing.T) {
-	cfg, err := ociClientConfig("http://127.0.0.1:5000", "/etc/ca.crt")
+	cfg, err := clientConfig("http://127.0.0.1:5000", "/etc/ca.crt", registryAuthPlugin)
 	if err != nil {
 		t.Fatal(err)
 	}

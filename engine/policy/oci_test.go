@@ -2,7 +2,6 @@ package policy_test
 
 import (
 	"bytes"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -18,16 +17,7 @@ import (
 // the same bundle pushed again is not reported at all (its layer digest is the one delivered), and a
 // new one is.
 func TestOCIDownloadReportsChangesOnly(t *testing.T) {
-	bin := os.Getenv(registry.Env)
-	if bin == "" {
-		t.Skipf("%s is not set: make test builds the OCI registry this test runs. Skipping.", registry.Env)
-	}
-	t.Setenv("TMPDIR", t.TempDir()) // the downloader's store, which the test may outlive
-	reg, err := registry.Start(t.Context(), bin, t.TempDir(), registry.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(reg.Stop)
+	reg := registry.ForTest(t, registry.Options{})
 	tarball := func(revision string) []byte {
 		t.Helper()
 		b, err := regoinjector.DefaultBundle()

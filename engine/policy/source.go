@@ -208,7 +208,7 @@ func (s Source) Download(ctx context.Context, minDelay, maxDelay time.Duration, 
 		return s.downloadOCI(ctx, dc, caFile, update)
 	}
 	base := url.URL{Scheme: s.url.Scheme, Host: s.url.Host}
-	cfg, err := clientConfig(base.String(), caFile)
+	cfg, err := clientConfig(base.String(), caFile, "")
 	if err != nil {
 		return fmt.Errorf("bundle %s: %w", s.Spec, err)
 	}
@@ -230,21 +230,30 @@ func (s Source) Download(ctx context.Context, minDelay, maxDelay time.Duration, 
 	return nil
 }
 
-// clientConfig is the configuration of OPA's REST client for the bundle server at url: JSON, built
-// with encoding/json (Go's %q quoting is not JSON's).
-func clientConfig(url, caFile string) ([]byte, error) {
+// clientConfig is the configuration of OPA's REST client for the server at url: JSON, built with
+// encoding/json (Go's %q quoting is not JSON's). With authPlugin, the server is a registry, as
+// OPA's own configuration has it for a service of type oci, with credentials from that plugin.
+func clientConfig(url, caFile, authPlugin string) ([]byte, error) {
 	if !utf8.ValidString(caFile) {
 		return nil, fmt.Errorf("CA file %q: the path is not valid UTF-8, which the client's configuration (JSON) cannot carry", caFile)
 	}
 	type tlsConfig struct {
 		CACert string `json:"ca_cert"`
 	}
+	type credentials struct {
+		Plugin string `json:"plugin"`
+	}
 	cfg := struct {
-		URL string     `json:"url"`
-		TLS *tlsConfig `json:"tls,omitempty"`
+		URL         string       `json:"url"`
+		Type        string       `json:"type,omitempty"`
+		TLS         *tlsConfig   `json:"tls,omitempty"`
+		Credentials *credentials `json:"credentials,omitempty"`
 	}{URL: url}
 	if caFile != "" {
 		cfg.TLS = &tlsConfig{CACert: caFile}
+	}
+	if authPlugin != "" {
+		cfg.Type, cfg.Credentials = "oci", &credentials{Plugin: authPlugin}
 	}
 	return json.Marshal(cfg)
 }

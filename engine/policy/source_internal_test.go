@@ -13,7 +13,7 @@ import (
 func TestClientConfigIsJSON(t *testing.T) {
 	for _, caFile := range []string{"", "/etc/ca.crt", "/tmp/ca\x7f.crt", "/tmp/ca\u2028.crt", "/tmp/ca\U000e0001.crt", "/tmp/ca\a\v.crt", `/tmp/"ca" \\ back.crt`, "/tmp/ca-é-😀.crt"} {
 		t.Run(strconv.QuoteToASCII(caFile), func(t *testing.T) {
-			cfg, err := clientConfig("https://bundles.example.com:8443", caFile)
+			cfg, err := clientConfig("https://bundles.example.com:8443", caFile, "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -40,7 +40,7 @@ func TestClientConfigIsJSON(t *testing.T) {
 			}
 		})
 	}
-	if _, err := clientConfig("https://bundles.example.com", "/tmp/ca\xff.crt"); err == nil || !strings.Contains(err.Error(), "not valid UTF-8") {
+	if _, err := clientConfig("https://bundles.example.com", "/tmp/ca\xff.crt", ""); err == nil || !strings.Contains(err.Error(), "not valid UTF-8") {
 		t.Errorf("a path JSON cannot carry: %v", err)
 	}
 }

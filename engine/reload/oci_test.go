@@ -21,29 +21,6 @@ import (
 	"github.com/rego-injector/rego-injector/test/registry"
 )
 
-// startRegistry runs the distribution registry (built by test/tools/registry-binary.sh, which make
-// test runs) on 127.0.0.1 for the test.
-func startRegistry(t *testing.T, opts registry.Options) *registry.Server {
-	t.Helper()
-	bin := os.Getenv(registry.Env)
-	if bin == "" {
-		t.Skipf("%s is not set: make test (or make go-test) builds the OCI registry these tests run. Skipping.", registry.Env)
-	}
-	// The downloaders' stores go under TMPDIR, and the test may end before they are removed.
-	t.Setenv("TMPDIR", t.TempDir())
-	s, err := registry.Start(t.Context(), bin, t.TempDir(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		s.Stop()
-		if t.Failed() {
-			t.Logf("registry log:\n%s", s.Log())
-		}
-	})
-	return s
-}
-
 // push publishes b (signed with key when it is not nil) at ref and returns the manifest digest.
 func push(t *testing.T, ref string, b *bundle.Bundle, key *rsa.PrivateKey) string {
 	t.Helper()
@@ -104,7 +81,7 @@ func brokenRego(t *testing.T, revision string) *bundle.Bundle {
 // activated; a bundle whose Rego does not compile, or does not parse, is refused and the last good
 // revision keeps serving.
 func TestOCIRegistry(t *testing.T) {
-	reg := startRegistry(t, registry.Options{})
+	reg := registry.ForTest(t, registry.Options{})
 	ref := reg.Addr + "/policies/injector:live"
 	first := tarball(t, defaultAt(t, "oci-1"), nil)
 	pushBytes(t, ref, first)
@@ -166,7 +143,7 @@ func TestOCIRegistry(t *testing.T) {
 // TestOCIRegistrySignedBundles: with a verification key, a bundle signed with it is activated, an
 // unsigned one, one signed by another key and a tampered one are refused.
 func TestOCIRegistrySignedBundles(t *testing.T) {
-	reg := startRegistry(t, registry.Options{})
+	reg := registry.ForTest(t, registry.Options{})
 	key, other := newKey(t), newKey(t)
 	verify, err := policy.NewVerification(publicPEM(t, key), "default", "RS256")
 	if err != nil {
@@ -211,7 +188,7 @@ func TestOCIRegistrySignedBundles(t *testing.T) {
 // failures are recorded; downloads are retried, and once the registry is back a new bundle is
 // activated.
 func TestOCIRegistryDown(t *testing.T) {
-	reg := startRegistry(t, registry.Options{})
+	reg := registry.ForTest(t, registry.Options{})
 	ref := reg.Addr + "/injector:live"
 	push(t, ref, defaultAt(t, "up-1"), nil)
 	inj, r := start(t, nil, "oci+http://"+ref)
@@ -236,7 +213,7 @@ func TestOCIRegistryDown(t *testing.T) {
 // login stored in $DOCKER_CONFIG/config.json; without them the download is refused.
 func TestOCIRegistryCredentials(t *testing.T) {
 	// htpasswd line for bundle-reader, password bundle-reader-password (bcrypt, cost 4).
-	reg := startRegistry(t, registry.Options{HTPasswd: "bundle-reader:$2a$04$9CXBb9TkggcwUe/qnbzl1Oac.FU0NdhndC8b4rrHzG.LcCVTPjER."})
+	reg := registry.ForTest(t, registry.Options{HTPasswd: "bundle-reader:$2a$04$9CXBb9TkggcwUe/qnbzl1Oac.FU0NdhndC8b4rrHzG.LcCVTPjER."})
 	home := t.TempDir()
 	t.Setenv("HOME", home)
 	t.Setenv("DOCKER_CONFIG", filepath.Join(home, "docker"))

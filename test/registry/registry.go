@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 )
 
@@ -147,4 +148,27 @@ func (s *Server) Log() string {
 		b = b[len(b)-4096:]
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// ForTest runs the registry for t, which is skipped when Env is not set, and stops it when t ends
+// (logging what it wrote when t failed). The OCI downloaders' stores go under TMPDIR, which t
+// points at a directory of its own: a test may end before a stopped downloader removed its store.
+func ForTest(t testing.TB, opts Options) *Server {
+	t.Helper()
+	bin := os.Getenv(Env)
+	if bin == "" {
+		t.Skipf("%s is not set: make test (or make go-test) builds the OCI registry this test runs. Skipping.", Env)
+	}
+	t.Setenv("TMPDIR", t.TempDir())
+	s, err := Start(t.Context(), bin, t.TempDir(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.Stop()
+		if t.Failed() {
+			t.Logf("registry log:\n%s", s.Log())
+		}
+	})
+	return s
 }

@@ -23,16 +23,7 @@ import (
 // downloader looks for, the layer is the file byte for byte, pushing it again gives the same
 // digest, and rego-injector's OCI source downloads it.
 func TestPush(t *testing.T) {
-	bin := os.Getenv(registry.Env)
-	if bin == "" {
-		t.Skipf("%s is not set: make test builds the OCI registry this test runs. Skipping.", registry.Env)
-	}
-	t.Setenv("TMPDIR", t.TempDir()) // the downloader's store, which the test may outlive
-	reg, err := registry.Start(t.Context(), bin, t.TempDir(), registry.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(reg.Stop)
+	reg := registry.ForTest(t, registry.Options{})
 
 	b, err := regoinjector.DefaultBundle()
 	if err != nil {
