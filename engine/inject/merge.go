@@ -82,7 +82,7 @@ func mergeContainers(spec map[string]any, field string, tmpl []any, prepend bool
 	}
 	var names []string
 	var added, head []any // head: the added ones in the template's order, with the pod's it places
-	placed := map[int]bool{}
+	var placed map[int]bool // the pod's containers the template placed, by index; rarely any
 	for _, c := range tmpl {
 		tc, ok := c.(map[string]any)
 		if !ok {
@@ -92,6 +92,9 @@ func mergeContainers(spec map[string]any, field string, tmpl []any, prepend bool
 		i, present := index[name]
 		if len(tc) == 1 && name != "" { // a place for the pod's own container, never a container
 			if present && prepend && !placed[i] {
+				if placed == nil {
+					placed = map[int]bool{}
+				}
 				placed[i] = true
 				head = append(head, existing[i])
 			}

@@ -164,8 +164,12 @@ func (d *differ) list(path string, a, b []any) {
 			d.ops = append(d.ops, operation{Op: "remove", Path: path + "/" + strconv.Itoa(pre+k)})
 		}
 	default:
-		am = d.reorderByName(path, pre, am, bm)
-		if at, ok := alignedByName(am, bm); ok {
+		at, ok := alignedByName(am, bm)
+		if !ok { // the pod's own items in another order (placed among the sidecar's): move them
+			am = d.reorderByName(path, pre, am, bm)
+			at, ok = alignedByName(am, bm)
+		}
+		if ok {
 			// The same named items (containers), some changed, with new ones among them: insert
 			// the new ones and diff the changed ones in place, so that no item is removed and
 			// added again.
