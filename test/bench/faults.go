@@ -27,6 +27,7 @@ import (
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
 	"github.com/rego-injector/rego-injector/engine/certs"
+	"github.com/rego-injector/rego-injector/test/controlplane"
 )
 
 // faultConfig is what the fault run needs.
@@ -110,7 +111,7 @@ func faults(c faultConfig) error {
 	}
 	defer bundles.close()
 
-	var cp *controlPlane
+	var cp *controlplane.ControlPlane
 	if !c.has("apiserver") {
 		fmt.Println("faults: the apiserver fault is not asked for: no cluster, namespaces have no labels")
 	} else if missing := missingBinaries(c.clusterBin); missing != "" {
@@ -121,8 +122,8 @@ func faults(c faultConfig) error {
 			keep = true
 			return err
 		}
-		defer cp.stop()
-		if err := cp.createNamespace(ctx, "shop", map[string]string{"istio-injection": "enabled"}); err != nil {
+		defer cp.Stop()
+		if err := createNamespace(ctx, cp, "shop", map[string]string{"istio-injection": "enabled"}); err != nil {
 			return err
 		}
 		fmt.Printf("faults: etcd and kube-apiserver ready in %s\n", time.Since(start).Round(100*time.Millisecond))
@@ -136,7 +137,7 @@ func faults(c faultConfig) error {
 		"--bundle", bundles.url, "--bundle-poll-min", "1s", "--bundle-poll-max", "2s",
 		"--shutdown-delay", c.shutdownDelay.String(), "--log-level", "warn"}
 	if cp != nil {
-		args = append(args, "--kubeconfig", cp.kubeconfig)
+		args = append(args, "--kubeconfig", cp.Kubeconfig)
 	}
 	if _, err := exec.LookPath("taskset"); err == nil && c.cpu != "" {
 		args = append([]string{"taskset", "-c", c.cpu}, args...)
@@ -285,14 +286,14 @@ func (r *faultRun) bundleFaults(next []byte, window time.Duration) {
 
 // apiserverFault stops the apiserver for window, probing namespaces the informer cannot know,
 // then continues it and probes again.
-func (r *faultRun) apiserverFault(ctx context.Context, cp *controlPlane, window time.Duration) error {
+func (r *faultRun) apiserverFault(ctx context.Context, cp *controlplane.ControlPlane, window time.Duration) error {
 	r.begin("kube-apiserver stopped (SIGSTOP)", "0 failures for namespaces in the informer's cache; a namespace not in it: HTTP 500 after the 2 s lookup timeout")
-	if err := cp.pause(); err != nil {
+	if err := cp.APIServer.Pause(); err != nil {
 		return err
 	}
 	r.probeUnknown(window)
 	r.end() // what the server says while the apiserver is still stopped
-	if err := cp.resume(); err != nil {
+	if err := cp.APIServer.Resume(); err != nil {
 		return err
 	}
 	r.begin("kube-apiserver continued (SIGCONT)", "0 failures")
@@ -513,9 +514,9 @@ type namespaceProbe struct {
 
 // probeNamespaces creates a namespace and at once sends a pod in it (the informer may not have it
 // yet: then it is read from the apiserver), and sends a pod in a namespace that does not exist.
-func (r *faultRun) probeNamespaces(ctx context.Context, cp *controlPlane, when string) {
+func (r *faultRun) probeNamespaces(ctx context.Context, cp *controlplane.ControlPlane, when string) {
 	fresh := "faults-fresh-" + when
-	if err := cp.createNamespace(ctx, fresh, map[string]string{"istio-injection": "enabled"}); err != nil {
+	if err := createNamespace(ctx, cp, fresh, map[string]string{"istio-injection": "enabled"}); err != nil {
 		r.problem("create namespace %s: %v", fresh, err)
 		return
 	}

@@ -32,11 +32,11 @@ func TestAudit(t *testing.T) {
 	}
 	deploy("late")
 	patch := []byte(`{"metadata":{"labels":{"istio-injection":"enabled"}}}`)
-	if _, err := e.cluster.client.CoreV1().Namespaces().Patch(t.Context(), "audit", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+	if _, err := e.cluster.Client.CoreV1().Namespaces().Patch(t.Context(), "audit", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		pod, err := e.cluster.client.CoreV1().Pods("audit").Create(t.Context(), simplePod("probe", "nginx"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		pod, err := e.cluster.Client.CoreV1().Pods("audit").Create(t.Context(), simplePod("probe", "nginx"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		if err == nil && hasContainer(pod, "istio-proxy") {
 			break
 		}
@@ -60,7 +60,7 @@ func TestAudit(t *testing.T) {
 	}
 	audit := func(args ...string) report {
 		t.Helper()
-		cmd := exec.CommandContext(t.Context(), os.Getenv("REGO_INJECTOR_BIN"), append([]string{"audit", "--kubeconfig", e.cluster.kubeconfig, "--namespace", "audit", "-o", "json"}, args...)...)
+		cmd := exec.CommandContext(t.Context(), os.Getenv("REGO_INJECTOR_BIN"), append([]string{"audit", "--kubeconfig", e.cluster.Kubeconfig, "--namespace", "audit", "-o", "json"}, args...)...)
 		cmd.Env = cleanEnv()
 		out, err := cmd.Output()
 		if err != nil {
@@ -99,7 +99,7 @@ func TestAudit(t *testing.T) {
 	}
 
 	// --fail turns findings into exit status 1, for a CronJob or a pipeline.
-	failing := exec.CommandContext(t.Context(), os.Getenv("REGO_INJECTOR_BIN"), "audit", "--kubeconfig", e.cluster.kubeconfig, "--namespace", "audit", "--fail")
+	failing := exec.CommandContext(t.Context(), os.Getenv("REGO_INJECTOR_BIN"), "audit", "--kubeconfig", e.cluster.Kubeconfig, "--namespace", "audit", "--fail")
 	failing.Env = cleanEnv()
 	if out, err := failing.CombinedOutput(); err == nil || !strings.Contains(string(out), "2 pods disagree with policy") {
 		t.Errorf("audit --fail with two missing pods: %v\n%s", err, out)
@@ -202,7 +202,7 @@ spec:
 		if err := os.WriteFile(manifest, []byte(strings.ReplaceAll(app, "NS", ns)), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.CommandContext(t.Context(), os.Getenv("REGO_INJECTOR_BIN"), "check", "--kubeconfig", e.cluster.kubeconfig, "-f", manifest, "-o", "junit")
+		cmd := exec.CommandContext(t.Context(), os.Getenv("REGO_INJECTOR_BIN"), "check", "--kubeconfig", e.cluster.Kubeconfig, "-f", manifest, "-o", "junit")
 		cmd.Env = cleanEnv()
 		out, err := cmd.Output()
 		code := 0

@@ -79,7 +79,7 @@ func dryRunCreate(t *testing.T, ns, file string) error {
 		t.Fatal(err)
 	}
 	var created corev1.Pod
-	err = need(t).cluster.client.CoreV1().RESTClient().Post().Namespace(ns).Resource("pods").
+	err = need(t).cluster.Client.CoreV1().RESTClient().Post().Namespace(ns).Resource("pods").
 		Param("dryRun", metav1.DryRunAll).Body(body).Do(t.Context()).Into(&created)
 	if err != nil {
 		return err

@@ -101,7 +101,7 @@ func TestHelmInstall(t *testing.T) {
 	if err := os.WriteFile(testValues, []byte("webhooks:\n  url: https://"+listen+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	helm := helmCommand(t, repo, e.cluster.kubeconfig)
+	helm := helmCommand(t, repo, e.cluster.Kubeconfig)
 
 	// Credentials for the private registry, then the install.
 	t.Cleanup(func() { cleanUpGuideInstall(t, e) })
@@ -129,7 +129,7 @@ func TestHelmInstall(t *testing.T) {
 	}
 	checkRelease(t, helm, 1)
 
-	deployment, err := e.cluster.client.AppsV1().Deployments(guideNamespace).Get(t.Context(), guideRelease, metav1.GetOptions{})
+	deployment, err := e.cluster.Client.AppsV1().Deployments(guideNamespace).Get(t.Context(), guideRelease, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func TestHelmInstall(t *testing.T) {
 	runIn(t, repo, "make", "image-push", "IMAGE="+image+":e2e-2")
 	helm("upgrade", guideRelease, "deploy/helm/rego-injector", "-n", guideNamespace, "--reuse-values", "--set", "image.tag=e2e-2")
 	checkRelease(t, helm, 2)
-	deployment, err = e.cluster.client.AppsV1().Deployments(guideNamespace).Get(t.Context(), guideRelease, metav1.GetOptions{})
+	deployment, err = e.cluster.Client.AppsV1().Deployments(guideNamespace).Get(t.Context(), guideRelease, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +199,7 @@ func TestHelmInstall(t *testing.T) {
 		t.Errorf("helm upgrade changed the webhooks' caBundle:\nbefore %s\nafter  %s", caBundle, got)
 	}
 	before = admissionsWith(t, inj, `endpoint="inject"`, `result="injected"`)
-	pod, err := e.cluster.client.CoreV1().Pods("demo").Create(t.Context(), simplePod("after-upgrade", "nginx"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	pod, err := e.cluster.Client.CoreV1().Pods("demo").Create(t.Context(), simplePod("after-upgrade", "nginx"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	if err != nil || !hasContainer(pod, "istio-proxy") || admissionsWith(t, inj, `endpoint="inject"`, `result="injected"`) <= before {
 		t.Errorf("after the upgrade a pod is not injected through the release's webhook: %v", err)
 	}
@@ -212,7 +212,7 @@ func TestHelmInstall(t *testing.T) {
 	if list := helm("list", "-n", guideNamespace, "-q"); strings.TrimSpace(list) != "" {
 		t.Errorf("helm list after the uninstall: %q", list)
 	}
-	if _, err := e.cluster.client.CoreV1().Secrets(guideNamespace).Get(t.Context(), "rego-injector-tls", metav1.GetOptions{}); err != nil {
+	if _, err := e.cluster.Client.CoreV1().Secrets(guideNamespace).Get(t.Context(), "rego-injector-tls", metav1.GetOptions{}); err != nil {
 		t.Errorf("the Secret the injector made should stay after helm uninstall: %v", err)
 	}
 	kubectl(t, e, "", "delete", "secret", "rego-injector-tls", "-n", guideNamespace)
@@ -339,7 +339,7 @@ func startReplica(t *testing.T, e *environment, pod corev1.PodSpec, listen strin
 	c := pod.Containers[0]
 	dir := t.TempDir()
 	kubeconfig := filepath.Join(dir, "serviceaccount.kubeconfig")
-	admin, err := os.ReadFile(e.cluster.kubeconfig)
+	admin, err := os.ReadFile(e.cluster.Kubeconfig)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +367,7 @@ func startReplica(t *testing.T, e *environment, pod corev1.PodSpec, listen strin
 			if v.Name != m.Name || v.Secret == nil {
 				continue
 			}
-			secret, err := e.cluster.client.CoreV1().Secrets(guideNamespace).Get(t.Context(), v.Secret.SecretName, metav1.GetOptions{})
+			secret, err := e.cluster.Client.CoreV1().Secrets(guideNamespace).Get(t.Context(), v.Secret.SecretName, metav1.GetOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -398,16 +398,16 @@ func startReplica(t *testing.T, e *environment, pod corev1.PodSpec, listen strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(p.stop)
+	t.Cleanup(p.Stop)
 
 	r := &replica{proc: p}
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) && r.ready == "" {
 		time.Sleep(200 * time.Millisecond)
-		if p.cmd.ProcessState != nil {
+		if p.Exited() {
 			break
 		}
-		secret, err := e.cluster.client.CoreV1().Secrets(guideNamespace).Get(t.Context(), "rego-injector-tls", metav1.GetOptions{})
+		secret, err := e.cluster.Client.CoreV1().Secrets(guideNamespace).Get(t.Context(), "rego-injector-tls", metav1.GetOptions{})
 		if err != nil || webhookCABundles(t, e) != strings.Repeat(string(secret.Data["ca.crt"]), 5) {
 			continue // the three mutating and two validating entries carry the Secret's CA
 		}
@@ -431,7 +431,7 @@ func startReplica(t *testing.T, e *environment, pod corev1.PodSpec, listen strin
 		}
 	}
 	if r.ready == "" {
-		t.Fatalf("the replica did not patch the caBundle and become ready within 60 s:\n%s", p.tail(30))
+		t.Fatalf("the replica did not patch the caBundle and become ready within 60 s:\n%s", p.Tail(30))
 	}
 	return r
 }
@@ -440,14 +440,14 @@ func startReplica(t *testing.T, e *environment, pod corev1.PodSpec, listen strin
 func webhookCABundles(t *testing.T, e *environment) string {
 	t.Helper()
 	var all strings.Builder
-	mwc, err := e.cluster.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(t.Context(), guideRelease, metav1.GetOptions{})
+	mwc, err := e.cluster.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(t.Context(), guideRelease, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, w := range mwc.Webhooks {
 		all.Write(w.ClientConfig.CABundle)
 	}
-	vwc, err := e.cluster.client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(t.Context(), guideRelease, metav1.GetOptions{})
+	vwc, err := e.cluster.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(t.Context(), guideRelease, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -464,9 +464,9 @@ func waitCalled(t *testing.T, e *environment, inj *injectorProcess, ns string) {
 	before := admissions(t, inj, "inject")
 	for deadline := time.Now().Add(60 * time.Second); admissions(t, inj, "inject") == before; {
 		if time.Now().After(deadline) {
-			t.Fatalf("the release's webhooks were not called within 60 s:\n%s", inj.proc.tail(20))
+			t.Fatalf("the release's webhooks were not called within 60 s:\n%s", inj.proc.Tail(20))
 		}
-		_, _ = e.cluster.client.CoreV1().Pods(ns).Create(t.Context(), simplePod("probe", "nginx"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		_, _ = e.cluster.Client.CoreV1().Pods(ns).Create(t.Context(), simplePod("probe", "nginx"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		time.Sleep(250 * time.Millisecond)
 	}
 }
@@ -476,7 +476,7 @@ func waitCalled(t *testing.T, e *environment, inj *injectorProcess, ns string) {
 func cleanUpGuideInstall(t *testing.T, e *environment) {
 	ctx := t.Context()
 	if out, _, _ := e.cluster.kubectl(ctx, "", "get", "mutatingwebhookconfiguration", guideRelease, "--ignore-not-found", "-o", "name"); out != "" {
-		cmd := exec.CommandContext(ctx, "go", "tool", "helm", "uninstall", guideRelease, "-n", guideNamespace, "--kubeconfig", e.cluster.kubeconfig)
+		cmd := exec.CommandContext(ctx, "go", "tool", "helm", "uninstall", guideRelease, "-n", guideNamespace, "--kubeconfig", e.cluster.Kubeconfig)
 		cmd.Dir = filepath.Join("..", "..")
 		_ = cmd.Run()
 	}

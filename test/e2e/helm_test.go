@@ -68,7 +68,7 @@ func TestHelmChart(t *testing.T) {
 	}
 
 	namespace(t, "helm-injected", map[string]string{"istio-injection": "enabled", "e2e-helm": ""})
-	pods := e.cluster.client.CoreV1().Pods("helm-injected")
+	pods := e.cluster.Client.CoreV1().Pods("helm-injected")
 	create := func(pod *corev1.Pod) (*corev1.Pod, error) {
 		return pods.Create(t.Context(), pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	}
@@ -140,7 +140,7 @@ func TestHelmChart(t *testing.T) {
 // may not delete the chart's webhook configurations nor weaken an entry, may still change a
 // caBundle and labels, and the injector's ServiceAccount may do anything.
 func testWebhookProtection(t *testing.T, e *environment) {
-	admin := e.cluster.client.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	admin := e.cluster.Client.AdmissionregistrationV1().MutatingWebhookConfigurations()
 	const name = "helm-e2e-rego-injector"
 	dryRun := []string{metav1.DryRunAll}
 	// The policy and its binding take effect asynchronously.
@@ -166,7 +166,7 @@ func testWebhookProtection(t *testing.T, e *environment) {
 		"url":             `[{"op":"replace","path":"/webhooks/0/clientConfig/url","value":"https://127.0.0.1:1/inject"}]`,
 	}
 	for what, p := range weakenings {
-		if err := patch(e.cluster.client, p); err == nil || !strings.Contains(err.Error(), "only the injector's ServiceAccount may change") {
+		if err := patch(e.cluster.Client, p); err == nil || !strings.Contains(err.Error(), "only the injector's ServiceAccount may change") {
 			t.Errorf("%s changed by the administrator: %v", what, err)
 		}
 	}
@@ -176,11 +176,11 @@ func testWebhookProtection(t *testing.T, e *environment) {
 		"label":    `[{"op":"add","path":"/metadata/labels/team","value":"platform"}]`,
 	}
 	for what, p := range allowed {
-		if err := patch(e.cluster.client, p); err != nil {
+		if err := patch(e.cluster.Client, p); err != nil {
 			t.Errorf("%s refused: %v", what, err)
 		}
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", e.cluster.kubeconfig)
+	cfg, err := clientcmd.BuildConfigFromFlags("", e.cluster.Kubeconfig)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,7 +67,7 @@ func startInjector(ctx context.Context, c *cluster, bin, dir string) (*injectorP
 		"--listen", addr,
 		"--bundle", bundle,
 		"--tls-cert-file", filepath.Join(dir, "tls.crt"), "--tls-key-file", filepath.Join(dir, "tls.key"),
-		"--kubeconfig", c.kubeconfig,
+		"--kubeconfig", c.Kubeconfig,
 		"--injector-namespace", "rego-injector-system",
 		"--audit-interval", "1s",
 		"--log-level", "info")
@@ -84,16 +84,16 @@ func startInjector(ctx context.Context, c *cluster, bin, dir string) (*injectorP
 				return inj, nil
 			}
 		}
-		if p.cmd.ProcessState != nil {
+		if p.Exited() {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	p.stop()
-	return nil, fmt.Errorf("injector not ready:\n%s", p.tail(20))
+	p.Stop()
+	return nil, fmt.Errorf("injector not ready:\n%s", p.Tail(20))
 }
 
-func (i *injectorProcess) stop() { i.proc.stop() }
+func (i *injectorProcess) stop() { i.proc.Stop() }
 
 func (i *injectorProcess) httpClient() *http.Client {
 	pool := x509.NewCertPool()
@@ -161,10 +161,10 @@ func registerWebhooks(ctx context.Context, c *cluster, inj *injectorProcess) err
 	}
 	// Renamed, so that the shipped objects can still be applied beside them (TestDeployManifestsApply).
 	mwc.Name, vwc.Name = mwc.Name+"-e2e", vwc.Name+"-e2e"
-	if _, err := c.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mwc, metav1.CreateOptions{}); err != nil {
+	if _, err := c.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mwc, metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	if _, err := c.client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, vwc, metav1.CreateOptions{}); err != nil {
+	if _, err := c.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, vwc, metav1.CreateOptions{}); err != nil {
 		return err
 	}
 	if err := createNamespace(ctx, c, "e2e-probe", map[string]string{"istio-injection": "enabled"}); err != nil {
@@ -172,7 +172,7 @@ func registerWebhooks(ctx context.Context, c *cluster, inj *injectorProcess) err
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		pod, err := c.client.CoreV1().Pods("e2e-probe").Create(ctx, simplePod("probe", "nginx"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		pod, err := c.Client.CoreV1().Pods("e2e-probe").Create(ctx, simplePod("probe", "nginx"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		if err == nil && hasContainer(pod, "istio-proxy") {
 			return nil
 		}
@@ -185,12 +185,12 @@ func registerWebhooks(ctx context.Context, c *cluster, inj *injectorProcess) err
 // apiserver refuses pods.
 func createNamespace(ctx context.Context, c *cluster, name string, labels map[string]string) error {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
-	if _, err := c.client.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		if _, err := c.client.CoreV1().ServiceAccounts(name).Get(ctx, "default", metav1.GetOptions{}); err == nil {
+		if _, err := c.Client.CoreV1().ServiceAccounts(name).Get(ctx, "default", metav1.GetOptions{}); err == nil {
 			return nil
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -50,7 +50,7 @@ func run(m *testing.M) int {
 		fmt.Println("e2e: start the cluster:", err)
 		return 1
 	}
-	defer c.stop()
+	defer c.Stop()
 	fmt.Printf("e2e: control plane ready in %s (logs in %s)\n", time.Since(started).Round(time.Millisecond), dir)
 	inj, err := startInjector(ctx, c, injectorBin, filepath.Join(dir, "injector"))
 	if err != nil {
@@ -59,15 +59,15 @@ func run(m *testing.M) int {
 	}
 	defer inj.stop()
 	if err := registerWebhooks(ctx, c, inj); err != nil {
-		fmt.Println("e2e: register the webhooks:", err, "\n", inj.proc.tail(20))
+		fmt.Println("e2e: register the webhooks:", err, "\n", inj.proc.Tail(20))
 		return 1
 	}
 	fmt.Printf("e2e: injector serving on %s, webhooks registered, %s after start\n", inj.url, time.Since(started).Round(time.Millisecond))
 	env = &environment{cluster: c, injector: inj}
 	code := m.Run()
 	if code != 0 {
-		for _, p := range append(c.procs, inj.proc) {
-			fmt.Printf("--- last lines of %s ---\n%s\n", p.name, p.tail(15))
+		for _, p := range append(c.Procs, inj.proc) {
+			fmt.Printf("--- last lines of %s ---\n%s\n", p.Name, p.Tail(15))
 		}
 	}
 	return code

@@ -38,14 +38,14 @@ func TestManagedCertificates(t *testing.T) {
 		}
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		p, err := start(t.TempDir(), fmt.Sprintf("managed-%d", i), cleanEnv(), e.injector.bin, "serve",
-			"--listen", addr, "--kubeconfig", e.cluster.kubeconfig, "--injector-namespace", ns,
+			"--listen", addr, "--kubeconfig", e.cluster.Kubeconfig, "--injector-namespace", ns,
 			"--manage-certs", "--cert-hosts", "127.0.0.1", "--webhook-configurations", "e2e-managed",
 			// A minute of validity renewed with 45 s left: a renewal within the test.
 			"--cert-validity", "60s", "--cert-renew-before", "45s", "--cert-check-interval", "2s")
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(p.stop)
+		t.Cleanup(p.Stop)
 		replicas = append(replicas, addr)
 	}
 	// The configuration as shipped, narrowed to this test's namespace, without a caBundle: the
@@ -59,14 +59,14 @@ func TestManagedCertificates(t *testing.T) {
 	mwc.Webhooks[0].Name = "managed.rego-injector.io"
 	mwc.Webhooks[0].NamespaceSelector.MatchExpressions = append(mwc.Webhooks[0].NamespaceSelector.MatchExpressions,
 		metav1.LabelSelectorRequirement{Key: "e2e-managed", Operator: metav1.LabelSelectorOpExists})
-	client := e.cluster.client.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	client := e.cluster.Client.AdmissionregistrationV1().MutatingWebhookConfigurations()
 	if _, err := client.Create(t.Context(), mwc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = client.Delete(t.Context(), mwc.Name, metav1.DeleteOptions{}) })
 
 	secret := func() []byte {
-		s, err := e.cluster.client.CoreV1().Secrets(ns).Get(t.Context(), "rego-injector-tls", metav1.GetOptions{})
+		s, err := e.cluster.Client.CoreV1().Secrets(ns).Get(t.Context(), "rego-injector-tls", metav1.GetOptions{})
 		if err != nil {
 			return nil
 		}
@@ -110,7 +110,7 @@ func TestManagedCertificates(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the serving certificate was not renewed within 45 s")
 		}
-		pod, err := e.cluster.client.CoreV1().Pods("s11").Create(t.Context(), simplePod("p", "nginx"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		pod, err := e.cluster.Client.CoreV1().Pods("s11").Create(t.Context(), simplePod("p", "nginx"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		if err != nil || !hasContainer(pod, "istio-proxy") {
 			failed.Add(1)
 			firstErr.CompareAndSwap(nil, fmt.Sprint(err))
@@ -158,16 +158,16 @@ func TestCARotation(t *testing.T) {
 	}
 	for i, interval := range []string{"1s", "4s"} {
 		p, err := start(t.TempDir(), fmt.Sprintf("rotation-%d", i), cleanEnv(), e.injector.bin, append([]string{"serve",
-			"--listen", addrs[i], "--kubeconfig", e.cluster.kubeconfig, "--injector-namespace", ns,
+			"--listen", addrs[i], "--kubeconfig", e.cluster.Kubeconfig, "--injector-namespace", ns,
 			"--manage-certs", "--cert-hosts", "127.0.0.1", "--webhook-configurations", "e2e-rotation",
 			"--cert-check-interval", interval}, validity...)...)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(p.stop)
+		t.Cleanup(p.Stop)
 		procs = append(procs, p)
 	}
-	secrets := e.cluster.client.CoreV1().Secrets(ns)
+	secrets := e.cluster.Client.CoreV1().Secrets(ns)
 	var secret *corev1.Secret
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -189,17 +189,17 @@ func TestCARotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, err := start(dir, "rotation-2", cleanEnv(), e.injector.bin, "serve", "--listen", addrs[2],
-		"--kubeconfig", e.cluster.kubeconfig, "--injector-namespace", ns,
+		"--kubeconfig", e.cluster.Kubeconfig, "--injector-namespace", ns,
 		"--tls-cert-file", filepath.Join(dir, "tls.crt"), "--tls-key-file", filepath.Join(dir, "tls.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(p.stop)
+	t.Cleanup(p.Stop)
 	procs = append(procs, p)
 	tails := func() string {
 		var b strings.Builder
 		for _, p := range procs {
-			fmt.Fprintf(&b, "\n--- %s ---\n%s", p.name, p.tail(5))
+			fmt.Fprintf(&b, "\n--- %s ---\n%s", p.Name, p.Tail(5))
 		}
 		return b.String()
 	}
@@ -221,7 +221,7 @@ func TestCARotation(t *testing.T) {
 		w.ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: ptr("https://" + addr + "/inject")}
 		mwc.Webhooks = append(mwc.Webhooks, w)
 	}
-	configs := e.cluster.client.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	configs := e.cluster.Client.AdmissionregistrationV1().MutatingWebhookConfigurations()
 	if _, err := configs.Create(t.Context(), mwc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +238,7 @@ func TestCARotation(t *testing.T) {
 		return out
 	}
 	create := func() error {
-		pod, err := e.cluster.client.CoreV1().Pods("s12").Create(t.Context(), simplePod("p", "nginx"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		pod, err := e.cluster.Client.CoreV1().Pods("s12").Create(t.Context(), simplePod("p", "nginx"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		if err == nil && !hasContainer(pod, "istio-proxy") {
 			err = errors.New("admitted without istio-proxy")
 		}
@@ -282,7 +282,7 @@ func TestCARotation(t *testing.T) {
 	defer halt()
 	time.Sleep(time.Second)
 
-	out, err := exec.CommandContext(t.Context(), e.injector.bin, "certs", "--kubeconfig", e.cluster.kubeconfig,
+	out, err := exec.CommandContext(t.Context(), e.injector.bin, "certs", "--kubeconfig", e.cluster.Kubeconfig,
 		"--service-namespace", ns, "--hosts", "127.0.0.1", "--webhook-configurations", "e2e-rotation",
 		"--validity", "2h", "--renew-before", "10m", "--rotate-ca", "--ca-lead", "3s").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "new CA in the caBundle") {

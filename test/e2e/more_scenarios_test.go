@@ -80,14 +80,14 @@ func TestReinvocation(t *testing.T) {
 			AdmissionReviewVersions: []string{"v1"},
 		}},
 	}
-	client := e.cluster.client.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	client := e.cluster.Client.AdmissionregistrationV1().MutatingWebhookConfigurations()
 	if _, err := client.Create(t.Context(), mwc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = client.Delete(t.Context(), mwc.Name, metav1.DeleteOptions{}) })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		pod, err := e.cluster.client.CoreV1().Pods("s6").Create(t.Context(), simplePod("p", "nginx"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		pod, err := e.cluster.Client.CoreV1().Pods("s6").Create(t.Context(), simplePod("p", "nginx"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		if err != nil {
 			t.Fatalf("create with two mutating webhooks: %v", err)
 		}
@@ -129,13 +129,13 @@ func TestWebhookDown(t *testing.T) {
 	}
 	namespace(t, "s8-enabled", map[string]string{"e2e-down": "", "istio-injection": "enabled"})
 	namespace(t, "s8-plain", map[string]string{"e2e-down": ""})
-	client := e.cluster.client.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	client := e.cluster.Client.AdmissionregistrationV1().MutatingWebhookConfigurations()
 	if _, err := client.Create(t.Context(), mwc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = client.Delete(t.Context(), mwc.Name, metav1.DeleteOptions{}) })
 	create := func(ns string) (*corev1.Pod, error) {
-		return e.cluster.client.CoreV1().Pods(ns).Create(t.Context(), simplePod("p", "nginx"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return e.cluster.Client.CoreV1().Pods(ns).Create(t.Context(), simplePod("p", "nginx"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	}
 	var refusal error
 	for deadline := time.Now().Add(30 * time.Second); refusal == nil; {
@@ -189,7 +189,7 @@ func TestCertificateRotation(t *testing.T) {
 				return
 			case <-time.After(50 * time.Millisecond):
 			}
-			pod, err := e.cluster.client.CoreV1().Pods("s9").Create(t.Context(), simplePod("p", "nginx"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			pod, err := e.cluster.Client.CoreV1().Pods("s9").Create(t.Context(), simplePod("p", "nginx"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 			if err != nil || !hasContainer(pod, "istio-proxy") {
 				failed.Add(1)
 				firstErr.CompareAndSwap(nil, fmt.Sprint(err))
@@ -298,7 +298,7 @@ func TestCertsCommand(t *testing.T) {
 	})
 	run := func(args ...string) string {
 		t.Helper()
-		cmd := exec.CommandContext(t.Context(), os.Getenv("REGO_INJECTOR_BIN"), append([]string{"certs", "--kubeconfig", e.cluster.kubeconfig}, args...)...)
+		cmd := exec.CommandContext(t.Context(), os.Getenv("REGO_INJECTOR_BIN"), append([]string{"certs", "--kubeconfig", e.cluster.Kubeconfig}, args...)...)
 		cmd.Env = cleanEnv()
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -310,7 +310,7 @@ func TestCertsCommand(t *testing.T) {
 	if !strings.Contains(out, "new serving certificate") || strings.Count(out, "caBundle patched") != 2 {
 		t.Fatalf("first run: %s", out)
 	}
-	secret, err := e.cluster.client.CoreV1().Secrets("rego-injector-system").Get(t.Context(), "rego-injector-tls", metav1.GetOptions{})
+	secret, err := e.cluster.Client.CoreV1().Secrets("rego-injector-system").Get(t.Context(), "rego-injector-tls", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,11 +326,11 @@ func TestCertsCommand(t *testing.T) {
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "rego-injector.rego-injector-system.svc"}); err != nil {
 		t.Fatalf("the serving certificate does not verify for the Service: %v", err)
 	}
-	mwc, err := e.cluster.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(t.Context(), "rego-injector", metav1.GetOptions{})
+	mwc, err := e.cluster.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(t.Context(), "rego-injector", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	vwc, err := e.cluster.client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(t.Context(), "rego-injector", metav1.GetOptions{})
+	vwc, err := e.cluster.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(t.Context(), "rego-injector", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +348,7 @@ func TestCertsCommand(t *testing.T) {
 		t.Errorf("second run changed something: %s", out)
 	}
 	out = run("--renew")
-	renewed, _ := e.cluster.client.CoreV1().Secrets("rego-injector-system").Get(t.Context(), "rego-injector-tls", metav1.GetOptions{})
+	renewed, _ := e.cluster.Client.CoreV1().Secrets("rego-injector-system").Get(t.Context(), "rego-injector-tls", metav1.GetOptions{})
 	if !strings.Contains(out, "new serving certificate") || string(renewed.Data["tls.crt"]) == string(secret.Data["tls.crt"]) || string(renewed.Data["ca.crt"]) != string(secret.Data["ca.crt"]) {
 		t.Errorf("--renew must issue a new serving certificate under the same CA: %s", out)
 	}

@@ -23,7 +23,7 @@ func namespace(t *testing.T, name string, labels map[string]string) {
 
 func getPod(t *testing.T, ns, name string) *corev1.Pod {
 	t.Helper()
-	pod, err := need(t).cluster.client.CoreV1().Pods(ns).Get(t.Context(), name, metav1.GetOptions{})
+	pod, err := need(t).cluster.Client.CoreV1().Pods(ns).Get(t.Context(), name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func waitEvent(t *testing.T, ns, reason, kind string) corev1.Event {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		list, err := need(t).cluster.client.CoreV1().Events(ns).List(t.Context(), metav1.ListOptions{FieldSelector: "reason=" + reason})
+		list, err := need(t).cluster.Client.CoreV1().Events(ns).List(t.Context(), metav1.ListOptions{FieldSelector: "reason=" + reason})
 		if err == nil {
 			for _, ev := range list.Items {
 				if ev.InvolvedObject.Kind == kind {
@@ -148,7 +148,7 @@ func waitPods(t *testing.T, ns, selector string, n int) []corev1.Pod {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		list, err := need(t).cluster.client.CoreV1().Pods(ns).List(t.Context(), metav1.ListOptions{LabelSelector: selector})
+		list, err := need(t).cluster.Client.CoreV1().Pods(ns).List(t.Context(), metav1.ListOptions{LabelSelector: selector})
 		if err == nil && len(list.Items) >= n {
 			return list.Items
 		}
@@ -275,7 +275,7 @@ func TestServerDryRun(t *testing.T) {
 	if !hasContainer(&pod, "istio-proxy") {
 		t.Error("the dry run did not run the mutating webhook")
 	}
-	if _, err := e.cluster.client.CoreV1().Pods("s5").Get(t.Context(), "dry", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+	if _, err := e.cluster.Client.CoreV1().Pods("s5").Get(t.Context(), "dry", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("the dry run persisted the pod: %v", err)
 	}
 	_, stderr, err := e.cluster.kubectl(t.Context(), strings.Replace(fmt.Sprintf(podYAML, "dry", "dry", "", "nginx"), "image: nginx", "image: nginx\n    securityContext: {runAsUser: 1337}", 1), "apply", "--dry-run=server", "-n", "s5", "-f", "-")
@@ -289,7 +289,7 @@ func TestNamespaceLabelChange(t *testing.T) {
 	e := need(t)
 	namespace(t, "s7", nil)
 	dry := func() *corev1.Pod {
-		pod, err := e.cluster.client.CoreV1().Pods("s7").Create(t.Context(), simplePod("p", "nginx"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		pod, err := e.cluster.Client.CoreV1().Pods("s7").Create(t.Context(), simplePod("p", "nginx"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -299,7 +299,7 @@ func TestNamespaceLabelChange(t *testing.T) {
 		t.Fatal("injected before the namespace was enabled")
 	}
 	patch := []byte(`{"metadata":{"labels":{"istio-injection":"enabled"}}}`)
-	if _, err := e.cluster.client.CoreV1().Namespaces().Patch(t.Context(), "s7", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+	if _, err := e.cluster.Client.CoreV1().Namespaces().Patch(t.Context(), "s7", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -382,7 +382,7 @@ func TestEphemeralContainersValidated(t *testing.T) {
 	if _, _, err := e.cluster.kubectl(t.Context(), fmt.Sprintf(podYAML, "web", "web", "", "nginx"), "apply", "-n", "s4-debug", "-f", "-"); err != nil {
 		t.Fatal(err)
 	}
-	pods := e.cluster.client.CoreV1().Pods("s4-debug")
+	pods := e.cluster.Client.CoreV1().Pods("s4-debug")
 	debug := func(name string, uid int64) error {
 		pod := getPod(t, "s4-debug", "web")
 		pod.Spec.EphemeralContainers = append(pod.Spec.EphemeralContainers, corev1.EphemeralContainer{
