@@ -81,7 +81,7 @@ func mergeContainers(spec map[string]any, field string, tmpl []any, prepend bool
 		index[nameOf(c)] = i
 	}
 	var names []string
-	var added, head []any // head: the added ones in the template's order, with the pod's it places
+	var added, head []any   // head: the added ones in the template's order, with the pod's it places
 	var placed map[int]bool // the pod's containers the template placed, by index; rarely any
 	for _, c := range tmpl {
 		tc, ok := c.(map[string]any)
