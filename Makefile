@@ -99,7 +99,7 @@ e2e: build ## end-to-end tests against a real etcd, kube-apiserver and kube-cont
 bundle: ## build build/default.tar.gz from policies/ and bundles/default with opa build (SIGNING_KEY=key.pem signs it)
 	rm -rf $(STAGE) && mkdir -p $(STAGE)
 	cp -R bundles/default/. $(STAGE)/
-	cd policies && find . -name '*.rego' ! -name '*_test.rego' -exec cp --parents {} ../$(STAGE)/ \;
+	cd policies && find . -path ./revisions -prune -o -name '*.rego' ! -name '*_test.rego' -exec cp --parents {} ../$(STAGE)/ \;
 	cd $(STAGE) && $(OPA) build --bundle . --output ../default.tar.gz \
 	  $(if $(SIGNING_KEY),--signing-key $(abspath $(SIGNING_KEY)) --signing-alg $(SIGNING_ALG))
 	@echo "wrote build/default.tar.gz$(if $(SIGNING_KEY), signed with $(SIGNING_KEY))"

@@ -18,8 +18,21 @@ import (
 //go:embed all:bundles/default policies
 var files embed.FS
 
+// SelectionPolicyPath is where the revision selection policy is kept, beside the bundle's policies.
+const SelectionPolicyPath = "policies/revisions/selection.rego"
+
+// SelectionPolicy is the revision selection policy (see engine/revisions), which the engine
+// evaluates before any bundle.
+func SelectionPolicy() (name string, module []byte, err error) {
+	module, err = files.ReadFile(SelectionPolicyPath)
+	if err != nil {
+		return "", nil, fmt.Errorf("embedded selection policy: %w", err)
+	}
+	return SelectionPolicyPath, module, nil
+}
+
 // DefaultBundle reads the embedded default bundle: the manifest, data and templates of
-// bundles/default and the Rego under policies/, tests left out. `make bundle` builds the same files
+// bundles/default and the Rego under policies/, tests and the selection policy left out. `make bundle` builds the same files
 // into build/default.tar.gz.
 func DefaultBundle() (*bundle.Bundle, error) {
 	sub, err := fs.Sub(files, "bundles/default")
@@ -33,6 +46,9 @@ func DefaultBundle() (*bundle.Bundle, error) {
 	err = fs.WalkDir(files, "policies", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || path.Ext(p) != ".rego" || strings.HasSuffix(p, "_test.rego") {
 			return err
+		}
+		if path.Dir(p) == path.Dir(SelectionPolicyPath) {
+			return nil // evaluated by the engine before any bundle, not part of one
 		}
 		raw, err := files.ReadFile(p)
 		if err != nil {

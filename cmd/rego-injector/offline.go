@@ -11,6 +11,7 @@ import (
 	"github.com/rego-injector/rego-injector/engine/cluster"
 	"github.com/rego-injector/rego-injector/engine/injector"
 	"github.com/rego-injector/rego-injector/engine/manifest"
+	"github.com/rego-injector/rego-injector/engine/revisions"
 )
 
 // offlineFlags are the flags inject, explain and check share.
@@ -44,11 +45,11 @@ func (o *offlineFlags) processor(ctx context.Context, stderr io.Writer) (*manife
 	if err != nil {
 		return nil, err
 	}
-	inj, err := o.engine.injector(ctx, ns, log, injector.WithOfflineUser(o.as, o.asGroups))
+	set, err := o.engine.revisionSet(ctx, ns, log, injector.WithOfflineUser(o.as, o.asGroups))
 	if err != nil {
 		return nil, err
 	}
-	return &manifest.Processor{Injector: inj, Namespace: o.namespace}, nil
+	return &manifest.Processor{Injector: set, Namespace: o.namespace}, nil
 }
 
 // input opens -f: the named file, or stdin for "-".
@@ -66,25 +67,50 @@ func (o *offlineFlags) input(stdin io.Reader) (io.ReadCloser, error) {
 type engineFlags struct {
 	ownNamespace, logLevel string
 	bundles                bundleFlags
+	revision               string
+	tags                   listFlag
 }
 
 func (e *engineFlags) register(fs *flag.FlagSet) {
 	e.bundles.register(fs, false)
+	fs.StringVar(&e.revision, "revision", "", "answer with this revision (or the revision this tag points at) whatever the pods' and namespaces' labels choose; absent: as the webhook chooses")
+	fs.Var(&e.tags, "tag", "TAG=REVISION: a tag, as the tags ConfigMap holds it in a cluster (repeatable)")
 	fs.StringVar(&e.ownNamespace, "injector-namespace", os.Getenv("POD_NAMESPACE"), "the namespace the webhook runs in, as serve's --injector-namespace (policy never injects it)")
 	fs.StringVar(&e.logLevel, "log-level", "warn", "debug, info, warn or error")
 }
 
-// injector loads the bundle and activates it in an injector reading namespaces from ns.
-func (e *engineFlags) injector(ctx context.Context, ns cluster.Namespaces, log *slog.Logger, opts ...injector.Option) (*injector.Injector, error) {
-	p, err := e.bundles.loadPolicy(ctx)
+// revisions loads each revision's bundles and activates them, each in an injector reading
+// namespaces from ns, behind the router; with --revision, that revision answers every pod.
+func (e *engineFlags) revisionSet(ctx context.Context, ns cluster.Namespaces, log *slog.Logger, opts ...injector.Option) (*revisions.Set, error) {
+	named, err := e.bundles.named()
 	if err != nil {
 		return nil, err
 	}
-	inj := injector.New(ns, append([]injector.Option{injector.WithLogger(log), injector.WithOwnNamespace(e.ownNamespace)}, opts...)...)
-	if err := inj.Activate(p); err != nil {
+	tags, err := parseTags(e.tags)
+	if err != nil {
 		return nil, err
 	}
-	return inj, nil
+	revs := map[string]*injector.Injector{}
+	for name, specs := range named {
+		p, err := e.bundles.loadPolicy(ctx, specs)
+		if err != nil {
+			return nil, fmt.Errorf("revision %s: %w", name, err)
+		}
+		inj := injector.New(ns, append([]injector.Option{injector.WithLogger(log), injector.WithOwnNamespace(e.ownNamespace)}, opts...)...)
+		if err := inj.Activate(p); err != nil {
+			return nil, fmt.Errorf("revision %s: %w", name, err)
+		}
+		revs[name] = inj
+	}
+	r, err := router(ctx)
+	if err != nil {
+		return nil, err
+	}
+	set := revisions.NewSet(r, revs, tags, ns)
+	if e.revision != "" {
+		set = set.Forced(e.revision)
+	}
+	return set, nil
 }
 
 func injectCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {

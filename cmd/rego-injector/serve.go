@@ -22,6 +22,7 @@ import (
 	"github.com/rego-injector/rego-injector/engine/injector"
 	"github.com/rego-injector/rego-injector/engine/metrics"
 	"github.com/rego-injector/rego-injector/engine/reload"
+	"github.com/rego-injector/rego-injector/engine/revisions"
 	"github.com/rego-injector/rego-injector/engine/server"
 	"github.com/rego-injector/rego-injector/engine/webhook"
 )
@@ -30,7 +31,8 @@ import (
 type serveConfig struct {
 	listen, certFile, keyFile, certDir string
 	bundles                            bundleFlags
-	shadow                             listFlag
+	shadow, tags                       listFlag
+	watchTags                          bool
 	shutdownDelay, admissionTimeout    time.Duration
 	auditInterval                      time.Duration
 	events                             bool
@@ -61,6 +63,8 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&c.keyFile, "tls-key-file", "", "serving key (PEM)")
 	fs.StringVar(&c.certDir, "self-signed-dir", defaultCertDir(), "where the self-signed CA certificate is written")
 	c.bundles.register(fs, true)
+	fs.Var(&c.tags, "tag", "TAG=REVISION: a tag, when tags are not read from the cluster (repeatable)")
+	fs.BoolVar(&c.watchTags, "watch-tags", true, "with a cluster, read the tags from the ConfigMap "+revisions.TagsConfigMap+" in the injector's namespace, following every change (needs get, list and watch on it)")
 	fs.Var(&c.shadow, "shadow-bundle", "a candidate bundle (directory, .tar.gz or URL; repeatable) evaluated beside the live one on every admission; its answer is only compared, logged and counted, never applied")
 	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 0, "on SIGTERM, keep answering with /readyz failing for this long before closing (in a cluster, a few seconds: time for the endpoints to drop the replica)")
 	fs.DurationVar(&c.admissionTimeout, "admission-timeout", 4*time.Second, "deadline for answering one admission (policy evaluation included); keep it below the webhooks' timeoutSeconds")
@@ -145,13 +149,12 @@ func runServe(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		defer closeLog()
 		hooks = append(hooks, webhook.WithDecisionLog(w))
 	}
-	inj := injector.New(namespaces, injector.WithLogger(log), injector.WithMetrics(m), injector.WithOwnNamespace(c.ownNamespace), injector.WithMemo(memoSize))
-	liveStatus, err := c.bundles.serveBundles(ctx, "live", c.bundles.sources, inj, m, log)
+	set, bundleStatus, err := c.serveRevisions(ctx, cs, namespaces, memoSize, m, log)
 	if err != nil {
 		return err
 	}
 	if cs != nil && c.auditInterval > 0 {
-		go audit.Periodically(ctx, c.auditInterval, cs, inj, m, log)
+		go audit.Periodically(ctx, c.auditInterval, cs, set, m, log)
 	}
 	getCert, err := c.certificates(ctx, cs, log, stderr)
 	if err != nil {
@@ -162,7 +165,7 @@ func runServe(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	hooked := webhook.New(inj, hooks...)
+	hooked := webhook.New(set, hooks...)
 	return server.Serve(ctx, ln, server.Config{
 		Mutating:         hooked.Mutating(),
 		Validating:       hooked.Validating(),
@@ -172,13 +175,64 @@ func runServe(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		MaxInFlightBytes: c.maxInFlightBytes,
 		Log:              log,
 		Ready: func() (bool, map[string]any) {
-			details := map[string]any{"revision": inj.Revision(), "namespacesSynced": namespaces.Synced(), "bundle": liveStatus()}
+			details := map[string]any{"revision": set.Revision(), "namespacesSynced": namespaces.Synced(), "bundle": bundleStatus()}
+			for k, v := range set.Status() {
+				details[k] = v
+			}
 			if shadowStatus != nil {
 				details["shadowBundle"] = shadowStatus()
 			}
-			return inj.Ready(), details
+			return set.Ready(), details
 		},
 	})
+}
+
+// serveRevisions serves each revision the --bundle flags name from its own sources, each with its
+// own reloader, memo and metrics label, behind the router; the tags come from the cluster (or
+// --tag). It returns the set and a function reporting each revision's reloader.
+func (c *serveConfig) serveRevisions(ctx context.Context, cs kubernetes.Interface, namespaces cluster.Namespaces, memoSize int, m *metrics.Metrics, log *slog.Logger) (*revisions.Set, func() any, error) {
+	named, err := c.bundles.named()
+	if err != nil {
+		return nil, nil, err
+	}
+	var tags revisions.Tags
+	switch {
+	case cs != nil && c.watchTags && len(c.tags) > 0:
+		return nil, nil, fmt.Errorf("%w: --tag is for serving without the cluster's tags: give --watch-tags=false", errUsage)
+	case cs != nil && c.watchTags:
+		if c.ownNamespace == "" {
+			return nil, nil, fmt.Errorf("%w: reading the tags needs --injector-namespace (or $POD_NAMESPACE), or --watch-tags=false", errUsage)
+		}
+		tags = revisions.WatchTags(ctx, cs, c.ownNamespace, log)
+	default:
+		if tags, err = parseTags(c.tags); err != nil {
+			return nil, nil, err
+		}
+	}
+	revs := map[string]*injector.Injector{}
+	statuses := map[string]func() reload.Status{}
+	for name, specs := range named {
+		inj := injector.New(namespaces, injector.WithLogger(log.With("rev", name)), injector.WithMetrics(m), injector.WithOwnNamespace(c.ownNamespace), injector.WithMemo(memoSize))
+		if statuses[name], err = c.bundles.serveBundles(ctx, name, specs, inj, m, log); err != nil {
+			return nil, nil, fmt.Errorf("revision %s: %w", name, err)
+		}
+		revs[name] = inj
+	}
+	r, err := router(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	status := func() any {
+		if len(statuses) == 1 && statuses[revisions.DefaultRevision] != nil {
+			return statuses[revisions.DefaultRevision]()
+		}
+		out := make(map[string]reload.Status, len(statuses))
+		for name, st := range statuses {
+			out[name] = st()
+		}
+		return out
+	}
+	return revisions.NewSet(r, revs, tags, namespaces), status, nil
 }
 
 // certificates is where the serving certificate comes from: the managed Secret, the files given,

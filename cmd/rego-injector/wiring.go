@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"regexp"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/bundle"
@@ -20,6 +22,7 @@ import (
 	"github.com/rego-injector/rego-injector/engine/metrics"
 	"github.com/rego-injector/rego-injector/engine/policy"
 	"github.com/rego-injector/rego-injector/engine/reload"
+	"github.com/rego-injector/rego-injector/engine/revisions"
 )
 
 // bundleFlags are the flags that say where bundles come from and how they are verified.
@@ -32,7 +35,7 @@ type bundleFlags struct {
 }
 
 func (b *bundleFlags) register(fs *flag.FlagSet, served bool) {
-	fs.Var(&b.sources, "bundle", "bundle directory, .tar.gz file"+map[bool]string{true: ", http(s) URL of a bundle server, or oci://host[:port]/repository:tag (or @sha256:digest) of a bundle in an OCI registry, oci+http:// for one that speaks plain HTTP; registry credentials come from $DOCKER_CONFIG/config.json", false: ""}[served]+" (repeatable; absent: the embedded default bundle)")
+	fs.Var(&b.sources, "bundle", "[NAME=]SRC: the bundle serving revision NAME (default: \"default\"): a directory, .tar.gz file"+map[bool]string{true: ", http(s) URL of a bundle server, or oci://host[:port]/repository:tag (or @sha256:digest) of a bundle in an OCI registry, oci+http:// for one that speaks plain HTTP; registry credentials come from $DOCKER_CONFIG/config.json", false: ""}[served]+" (repeatable: one revision per NAME, several bundles of one NAME served together; absent: the embedded default bundle as revision default)")
 	fs.StringVar(&b.key, "bundle-verification-key", "", "public key every bundle must be signed with, as PEM text or a file holding it; absent: local bundles are not checked, and a signed bundle from a server is refused")
 	fs.StringVar(&b.keyID, "bundle-verification-key-id", "default", "id the verification key is known by; OPA verifies every signature with this key, whatever key id the signature names")
 	fs.StringVar(&b.alg, "bundle-signing-alg", "RS256", "signature algorithm of the verification key")
@@ -43,6 +46,30 @@ func (b *bundleFlags) register(fs *flag.FlagSet, served bool) {
 		fs.StringVar(&b.caFile, "bundle-ca-file", "", "CA certificate of an https bundle server or OCI registry (absent: the system roots)")
 	}
 }
+
+// named groups the --bundle specs by the revision they serve: NAME=SRC serves SRC as revision NAME,
+// a bare SRC as revision "default". Several specs of one name make one revision together.
+func (b *bundleFlags) named() (map[string][]string, error) {
+	out := map[string][]string{}
+	for _, spec := range b.sources {
+		name, src := revisions.DefaultRevision, spec
+		if n, rest, ok := strings.Cut(spec, "="); ok && revisionName.MatchString(n) {
+			name, src = n, rest
+		}
+		if src == "" {
+			return nil, fmt.Errorf("%w: --bundle %s: no source after the revision name", errUsage, spec)
+		}
+		out[name] = append(out[name], src)
+	}
+	if len(out) == 0 {
+		out[revisions.DefaultRevision] = nil // the embedded default bundle
+	}
+	return out, nil
+}
+
+// revisionName is what NAME=SRC takes for a revision name: a label value, as istio.io/rev holds,
+// of letters, digits, '-' and '_'. A path or URL before '=' always holds '/', ':' or '.'.
+var revisionName = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_]{0,61}[A-Za-z0-9])?$`)
 
 // parseSources reads the bundle sources with their verification.
 func (b *bundleFlags) parseSources(specs []string) ([]policy.Source, error) {
@@ -64,17 +91,17 @@ func (b *bundleFlags) parseSources(specs []string) ([]policy.Source, error) {
 	return out, nil
 }
 
-// loadPolicy reads the bundles once (or the embedded default bundle when none is given) and
-// compiles them, for the offline commands.
-func (b *bundleFlags) loadPolicy(ctx context.Context) (*policy.Policy, error) {
-	if len(b.sources) == 0 {
+// loadPolicy reads the bundles of specs once (or the embedded default bundle when there are none)
+// and compiles them, for the offline commands.
+func (b *bundleFlags) loadPolicy(ctx context.Context, specs []string) (*policy.Policy, error) {
+	if len(specs) == 0 {
 		d, err := regoinjector.DefaultBundle()
 		if err != nil {
 			return nil, err
 		}
 		return policy.Compile(ctx, d)
 	}
-	sources, err := b.parseSources(b.sources)
+	sources, err := b.parseSources(specs)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +127,7 @@ func (b *bundleFlags) serveBundles(ctx context.Context, name string, specs []str
 		if b.key != "" {
 			log.Warn("--bundle-verification-key has nothing to verify: the embedded default bundle is served", "bundle", name)
 		}
-		p, err := b.loadPolicy(ctx)
+		p, err := b.loadPolicy(ctx, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -126,6 +153,28 @@ func (b *bundleFlags) serveBundles(ctx context.Context, name string, specs []str
 		return nil, err
 	}
 	return r.Status, nil
+}
+
+// router compiles the embedded revision selection policy.
+func router(ctx context.Context) (*revisions.Router, error) {
+	name, module, err := regoinjector.SelectionPolicy()
+	if err != nil {
+		return nil, err
+	}
+	return revisions.NewRouter(ctx, name, module)
+}
+
+// parseTags reads --tag TAG=REVISION flags.
+func parseTags(specs []string) (revisions.StaticTags, error) {
+	tags := revisions.StaticTags{}
+	for _, spec := range specs {
+		tag, rev, ok := strings.Cut(spec, "=")
+		if !ok || !revisionName.MatchString(tag) || !revisionName.MatchString(rev) {
+			return nil, fmt.Errorf("%w: --tag %q: want TAG=REVISION, each a label value", errUsage, spec)
+		}
+		tags[tag] = rev
+	}
+	return tags, nil
 }
 
 // kubeClient builds a client from kubeconfig (or $KUBECONFIG), or from the pod's service account

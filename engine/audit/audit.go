@@ -15,6 +15,7 @@ import (
 
 	"github.com/rego-injector/rego-injector/engine/inject"
 	"github.com/rego-injector/rego-injector/engine/injector"
+	"github.com/rego-injector/rego-injector/engine/revisions"
 	"github.com/rego-injector/rego-injector/engine/workload"
 )
 
@@ -62,12 +63,23 @@ type Injection struct {
 	Injected bool   `json:"injected"`
 	Variant  string `json:"variant,omitempty"`
 	Revision string `json:"revision,omitempty"`
+	// Rev names the revision (default, canary...) that injected the pod, or would inject it now.
+	Rev string `json:"rev,omitempty"`
+}
+
+// Decider decides on pods as the webhook would: an injector.Injector serving one revision, or a
+// revisions.Set picking one per pod.
+type Decider interface {
+	Decide(ctx context.Context, a injector.Admission) (injector.Result, error)
+	Revision() string
 }
 
 // Report is one audit.
 type Report struct {
-	// Revision is the bundle revision the pods were judged by.
-	Revision string `json:"revision"`
+	// Revision is the bundle revision the pods were judged by; with named revisions, that of the
+	// default tag's, and Revisions has each one's.
+	Revision  string            `json:"revision"`
+	Revisions map[string]string `json:"revisions,omitempty"`
 	// Pods counts the pods judged, by state.
 	Pods map[State]int `json:"pods"`
 	// Findings lists the pods that disagree with policy, grouped by namespace and owner.
@@ -77,7 +89,7 @@ type Report struct {
 // Run judges every pod with inj's active revision. A pod that cannot be judged is a finding of
 // state error; Run itself fails when ctx ends, when no revision is active, or when the revision
 // changes halfway (the report would mix two revisions' verdicts).
-func Run(ctx context.Context, inj *injector.Injector, pods []corev1.Pod) (Report, error) {
+func Run(ctx context.Context, inj Decider, pods []corev1.Pod) (Report, error) {
 	var a Auditor
 	if err := a.Judge(ctx, inj, pods); err != nil {
 		return Report{}, err
@@ -87,29 +99,34 @@ func Run(ctx context.Context, inj *injector.Injector, pods []corev1.Pod) (Report
 
 // Auditor judges pods a batch at a time (a page of a list), keeping only counts and findings.
 type Auditor struct {
-	revision string
-	pods     map[State]int
-	findings []Finding
+	revision  string
+	revisions map[string]string
+	pods      map[State]int
+	findings  []Finding
 }
 
 // Judge judges pods and adds them to the report. See Run for its errors.
-func (a *Auditor) Judge(ctx context.Context, inj *injector.Injector, pods []corev1.Pod) error {
+func (a *Auditor) Judge(ctx context.Context, inj Decider, pods []corev1.Pod) error {
 	if a.pods == nil {
-		a.pods = map[State]int{}
+		a.pods, a.revisions = map[State]int{}, map[string]string{}
 	}
 	for i := range pods {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		f, rev, err := judge(ctx, inj, &pods[i])
+		f, res, err := judge(ctx, inj, &pods[i])
 		if errors.Is(err, injector.ErrNotActive) {
 			return err
 		}
-		if rev != "" {
-			if a.revision != "" && rev != a.revision {
-				return fmt.Errorf("the bundle revision changed from %s to %s during the audit: %w", a.revision, rev, ErrRevisionChanged)
+		if rev := res.Revision; rev != "" {
+			name := ""
+			if res.Selection != nil {
+				name = res.Selection.Name
 			}
-			a.revision = rev
+			if was, seen := a.revisions[name]; seen && was != rev {
+				return fmt.Errorf("the bundle revision changed from %s to %s during the audit: %w", was, rev, ErrRevisionChanged)
+			}
+			a.revisions[name] = rev
 		}
 		a.pods[f.State]++
 		if f.State != StateCurrent && f.State != StateNotInjected {
@@ -123,14 +140,21 @@ func (a *Auditor) Judge(ctx context.Context, inj *injector.Injector, pods []core
 var ErrRevisionChanged = errors.New("audit interrupted by a bundle swap")
 
 // Report is the findings so far, sorted by namespace, owner and pod.
-func (a *Auditor) Report(inj *injector.Injector) Report {
-	r := Report{Revision: a.revision, Pods: map[State]int{}, Findings: slices.Clone(a.findings)}
+func (a *Auditor) Report(inj Decider) Report {
+	r := Report{Revision: inj.Revision(), Pods: map[State]int{}, Findings: slices.Clone(a.findings)}
 	maps.Copy(r.Pods, a.pods)
 	if r.Findings == nil {
 		r.Findings = []Finding{}
 	}
-	if r.Revision == "" {
-		r.Revision = inj.Revision()
+	for name, rev := range a.revisions {
+		if name == "" || (name == revisions.DefaultRevision && len(a.revisions) == 1) {
+			r.Revision = rev
+			continue
+		}
+		if r.Revisions == nil {
+			r.Revisions = map[string]string{}
+		}
+		r.Revisions[name] = rev
 	}
 	sort.SliceStable(r.Findings, func(i, j int) bool {
 		fa, fb := r.Findings[i], r.Findings[j]
@@ -152,13 +176,13 @@ func ownerKey(o *workload.Owner) string {
 	return o.Kind + "/" + o.Name
 }
 
-// judge decides on the pod as it was before injection, compares with what it carries, and names
-// the revision that decided ("" when none did).
-func judge(ctx context.Context, inj *injector.Injector, pod *corev1.Pod) (Finding, string, error) {
+// judge decides on the pod as it was before injection, compares with what it carries, and returns
+// the decision's result (its Revision "" when none decided).
+func judge(ctx context.Context, inj Decider, pod *corev1.Pod) (Finding, injector.Result, error) {
 	f := Finding{Namespace: pod.Namespace, Pod: pod.Name}
-	fail := func(err error) (Finding, string, error) {
+	fail := func(err error) (Finding, injector.Result, error) {
 		f.State, f.Reason = StateError, err.Error()
-		return f, "", err
+		return f, injector.Result{}, err
 	}
 	raw, err := json.Marshal(pod)
 	if err != nil {
@@ -175,7 +199,7 @@ func judge(ctx context.Context, inj *injector.Injector, pod *corev1.Pod) (Findin
 		return fail(fmt.Errorf("read the status annotation: %w", err))
 	}
 	if injected {
-		f.Have = Injection{Injected: true, Variant: st.Variant, Revision: st.Revision}
+		f.Have = Injection{Injected: true, Variant: st.Variant, Revision: st.Revision, Rev: st.Rev}
 		if _, err := inject.Strip(obj); err != nil {
 			return fail(fmt.Errorf("strip the injection: %w", err))
 		}
@@ -188,11 +212,15 @@ func judge(ctx context.Context, inj *injector.Injector, pod *corev1.Pod) (Findin
 		// Policy honoured an override because of who asked: ask again as the same requester.
 		in.Request.UserInfo.Username, in.Request.UserInfo.Groups = st.Requester.Username, st.Requester.Groups
 	}
-	d, rev, err := inj.Decide(ctx, in)
+	res, err := inj.Decide(ctx, in)
 	if err != nil {
 		return fail(fmt.Errorf("decide: %w", err))
 	}
+	d, rev := res.Decision, res.Revision
 	f.Want = Injection{Injected: d.Inject, Variant: d.Variant, Revision: rev}
+	if res.Selection != nil && d.Inject {
+		f.Want.Rev = res.Selection.Name
+	}
 	if !d.Inject {
 		f.Want.Revision = ""
 	}
@@ -208,11 +236,20 @@ func judge(ctx context.Context, inj *injector.Injector, pod *corev1.Pod) (Findin
 	case !d.Inject:
 		f.State, f.Reason = StateUnexpected, fmt.Sprintf("the pod carries variant %s from revision %s, but policy would not inject it now: %s", st.Variant, st.Revision, why)
 	case st.Revision != rev:
-		f.State, f.Reason = StateOutdated, fmt.Sprintf("injected at revision %s, the bundle is now at %s", st.Revision, rev)
+		f.State, f.Reason = StateOutdated, fmt.Sprintf("injected at %s, the bundle is now at %s", atRevision(f.Have, "revision "), atRevision(f.Want, ""))
 	case st.Variant != d.Variant:
 		f.State, f.Reason = StateVariant, fmt.Sprintf("injected with variant %s, policy now picks %s", st.Variant, d.Variant)
 	default:
 		f.State = StateCurrent
 	}
-	return f, rev, nil
+	return f, res, nil
+}
+
+// atRevision names a bundle revision (after prefix), or the named revision serving it and its
+// bundle revision when it is not the default one.
+func atRevision(i Injection, prefix string) string {
+	if i.Rev == "" || i.Rev == revisions.DefaultRevision {
+		return prefix + i.Revision
+	}
+	return fmt.Sprintf("revision %s (bundle %s)", i.Rev, i.Revision)
 }

@@ -8,8 +8,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-
-	"github.com/rego-injector/rego-injector/engine/injector"
 )
 
 // pageSize bounds the pods one list call returns.
@@ -18,7 +16,7 @@ const pageSize = 500
 // RunCluster judges the pods of namespace ("" for all) a page of the list at a time, so that only
 // one page is held in memory, leaving out pods that have finished (their containers will not run
 // again). See Run for its errors.
-func RunCluster(ctx context.Context, inj *injector.Injector, client kubernetes.Interface, namespace string) (Report, error) {
+func RunCluster(ctx context.Context, inj Decider, client kubernetes.Interface, namespace string) (Report, error) {
 	var a Auditor
 	opts := metav1.ListOptions{Limit: pageSize}
 	for {

@@ -7,14 +7,13 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/rego-injector/rego-injector/engine/injector"
 	"github.com/rego-injector/rego-injector/engine/metrics"
 )
 
 // Periodically audits every pod of the cluster each interval until ctx ends, exporting the counts
 // as metrics and logging the findings' summary. The first audit runs after one interval, when the
 // informers and the bundle have settled.
-func Periodically(ctx context.Context, every time.Duration, client kubernetes.Interface, inj *injector.Injector, m *metrics.Metrics, log *slog.Logger) {
+func Periodically(ctx context.Context, every time.Duration, client kubernetes.Interface, inj Decider, m *metrics.Metrics, log *slog.Logger) {
 	states := make([]string, len(States))
 	for i, s := range States {
 		states[i] = string(s)

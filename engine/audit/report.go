@@ -1,9 +1,12 @@
 package audit
 
 import (
+	"github.com/rego-injector/rego-injector/engine/revisions"
+
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -26,7 +29,15 @@ func WriteTable(w io.Writer, r Report) error {
 			counts = append(counts, fmt.Sprintf("%d %s", r.Pods[s], s))
 		}
 	}
-	fmt.Fprintf(w, "%d pods judged by revision %s: %s\n", total, r.Revision, strings.Join(counts, ", "))
+	judgedBy := "revision " + r.Revision
+	if len(r.Revisions) > 0 {
+		var each []string
+		for _, name := range slices.Sorted(maps.Keys(r.Revisions)) {
+			each = append(each, name+" at "+r.Revisions[name])
+		}
+		judgedBy = "revisions " + strings.Join(each, ", ")
+	}
+	fmt.Fprintf(w, "%d pods judged by %s: %s\n", total, judgedBy, strings.Join(counts, ", "))
 	if len(r.Findings) == 0 {
 		_, err := fmt.Fprintln(w, "every pod agrees with policy")
 		return err
@@ -86,6 +97,9 @@ func rollout(f Finding) string {
 func injection(i Injection) string {
 	if !i.Injected {
 		return "none"
+	}
+	if i.Rev != "" && i.Rev != revisions.DefaultRevision {
+		return i.Variant + "@" + i.Rev + "/" + i.Revision
 	}
 	return i.Variant + "@" + i.Revision
 }

@@ -38,7 +38,9 @@ type Outcome struct {
 	Namespace string
 	Pod       workload.Metadata
 	Revision  string
-	Decision  policy.Decision
+	// Rev and Tag name the revision that answered and the tag that chose it, when revisions are named.
+	Rev, Tag string
+	Decision policy.Decision
 	// Injected is true when the answer carried a patch.
 	Injected bool
 }
@@ -132,7 +134,7 @@ func (r *Recorder) emit(o Outcome) {
 	case len(d.Deny) > 0:
 		r.recorder.Eventf(ref, corev1.EventTypeWarning, ReasonDenied, "%s refused: %s", pod, strings.Join(d.Deny, "; "))
 	case o.Injected:
-		r.recorder.Eventf(ref, corev1.EventTypeNormal, ReasonInjected, "%s injected with variant %s at revision %s", pod, d.Variant, o.Revision)
+		r.recorder.Eventf(ref, corev1.EventTypeNormal, ReasonInjected, "%s injected with variant %s at %s", pod, d.Variant, servedBy(o))
 	case !d.Inject && !slices.Contains(quietCodes, d.Code):
 		reason := ""
 		if len(d.Reasons) > 0 {
@@ -154,4 +156,16 @@ func subject(o Outcome) (*corev1.ObjectReference, string) {
 	}
 	// The namespace is named as its own namespace too, so the event is listed with the pod's.
 	return &corev1.ObjectReference{APIVersion: "v1", Kind: "Namespace", Name: o.Namespace, Namespace: o.Namespace}, name
+}
+
+// servedBy names what injected the pod: "revision abc", or "revision canary (tag prod), bundle
+// revision abc" when revisions are named.
+func servedBy(o Outcome) string {
+	switch {
+	case o.Rev == "":
+		return "revision " + o.Revision
+	case o.Tag == "":
+		return fmt.Sprintf("revision %s, bundle revision %s", o.Rev, o.Revision)
+	}
+	return fmt.Sprintf("revision %s (tag %s), bundle revision %s", o.Rev, o.Tag, o.Revision)
 }

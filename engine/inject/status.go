@@ -12,8 +12,12 @@ const StatusAnnotation = "rego-injector.io/status"
 
 // Status is the content of StatusAnnotation.
 type Status struct {
-	Variant          string   `json:"variant"`
-	Revision         string   `json:"revision"`
+	Variant  string `json:"variant"`
+	Revision string `json:"revision"`
+	// Rev and Tag name the revision that injected the pod and the tag that chose it, when named
+	// revisions are served (engine/revisions).
+	Rev              string   `json:"rev,omitempty"`
+	Tag              string   `json:"tag,omitempty"`
 	Containers       []string `json:"containers,omitempty"`
 	InitContainers   []string `json:"initContainers,omitempty"`
 	Volumes          []string `json:"volumes,omitempty"`
@@ -84,9 +88,11 @@ func parseStatus(s string) (Status, error) {
 	if st.Revision, err = stringField("revision", rev); err != nil {
 		return Status{}, err
 	}
-	if v := fields["variant"]; v != nil {
-		if st.Variant, err = stringField("variant", v); err != nil {
-			return Status{}, err
+	for key, field := range map[string]*string{"variant": &st.Variant, "rev": &st.Rev, "tag": &st.Tag} {
+		if v := fields[key]; v != nil {
+			if *field, err = stringField(key, v); err != nil {
+				return Status{}, err
+			}
 		}
 	}
 	for key, list := range map[string]*[]string{

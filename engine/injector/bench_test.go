@@ -120,7 +120,7 @@ func BenchmarkStages(b *testing.B) {
 		b.Run(fmt.Sprintf("input/%s", name), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := input(req, e.pod, nil, e.namespace, e.owner, "r", ""); err != nil {
+				if _, err := input(req, e.pod, nil, e.namespace, e.owner, "r", "", nil); err != nil {
 					b.Fatal(err)
 				}
 			}

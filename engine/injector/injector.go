@@ -119,6 +119,11 @@ type Admission struct {
 	Request *admissionv1.AdmissionRequest
 	// Owner is the pod's top controller; nil means "read it from the pod's owner references".
 	Owner *workload.Owner
+	// Namespace is the pod's namespace when the caller has looked it up; nil: look it up.
+	Namespace *cluster.Namespace
+	// Selection is how this injector's revision was chosen for the pod; nil when only one is served
+	// and nothing chose it.
+	Selection *Selection
 }
 
 // Result is what Inject made of a pod.
@@ -126,6 +131,8 @@ type Result struct {
 	Decision policy.Decision
 	// Revision is the bundle revision that decided.
 	Revision string
+	// Selection is how the revision was chosen, as the admission gave it; nil when none was.
+	Selection *Selection
 	// Pod is the injected pod, or nil when the pod is left unchanged.
 	Pod map[string]any
 	// Patch turns Raw into Pod; nil when the pod is left unchanged.
@@ -142,15 +149,15 @@ type Result struct {
 func (i *Injector) Inject(ctx context.Context, a Admission) (Result, error) {
 	rev, ns, err := i.begin(ctx, a)
 	if err != nil {
-		return Result{Revision: rev.name()}, err
+		return Result{Revision: rev.name(), Selection: a.Selection}, err
 	}
-	key := rev.memo.key("inject", a.Request, ns)
+	key := rev.memo.key("inject", a.Request, ns, a.Selection)
 	if res, ok := rev.memo.result(key); ok {
 		return res, nil
 	}
 	e, err := i.evaluationIn(rev, a, ns)
 	if err != nil {
-		return Result{Revision: rev.name()}, err
+		return Result{Revision: rev.name(), Selection: a.Selection}, err
 	}
 	res, err := rev.mutate(ctx, e)
 	if err == nil {
@@ -167,7 +174,7 @@ func (i *Injector) Validate(ctx context.Context, a Admission) (policy.Verdict, s
 	if err != nil {
 		return policy.Verdict{}, rev.name(), err
 	}
-	key := rev.memo.key("validate", a.Request, ns)
+	key := rev.memo.key("validate", a.Request, ns, a.Selection)
 	if v, ok := rev.memo.verdict(key); ok {
 		return v, rev.name(), nil
 	}
@@ -192,11 +199,12 @@ func (rev *revision) name() string {
 
 // mutate runs the decision, render, merge and patch steps of one evaluation on this revision.
 func (rev *revision) mutate(ctx context.Context, e *evaluation) (Result, error) {
-	res := Result{Revision: rev.policy.Revision()}
+	res := Result{Revision: rev.policy.Revision(), Selection: e.selection}
 	var err error
 	if res.Decision, err = rev.policy.Decide(ctx, e.input); err != nil {
 		return res, err
 	}
+	res.Decision.Reasons, res.Decision.Warnings = e.selection.lead(res.Decision.Reasons, res.Decision.Warnings)
 	if st, ok, err := inject.ReadStatus(e.pod); ok && err == nil && st.Revision == res.Revision {
 		res.Current = &st
 	}
@@ -235,6 +243,9 @@ func (rev *revision) inject(e *evaluation, res Result) (Result, error) {
 		partial = render.Merge(partial, p)
 	}
 	status := inject.Status{Variant: res.Decision.Variant, Revision: res.Revision, Reasons: res.Decision.Reasons}
+	if e.selection != nil {
+		status.Rev, status.Tag = e.selection.Name, e.selection.Tag
+	}
 	if reserved := res.Decision.Reserved(); len(reserved) > 0 {
 		user := e.request.UserInfo
 		status.Requester = &inject.Requester{Username: user.Username, Groups: user.Groups}
@@ -259,14 +270,16 @@ func (rev *revision) inject(e *evaluation, res Result) (Result, error) {
 	return res, nil
 }
 
-// Decide runs only the mutating decision on the pod, and names the revision that decided.
-func (i *Injector) Decide(ctx context.Context, in Admission) (policy.Decision, string, error) {
+// Decide runs only the mutating decision on the pod: the Result has no Pod and no Patch.
+func (i *Injector) Decide(ctx context.Context, in Admission) (Result, error) {
 	e, err := i.evaluation(ctx, in)
 	if err != nil {
-		return policy.Decision{}, "", err
+		return Result{Selection: in.Selection}, err
 	}
-	d, err := e.rev.policy.Decide(ctx, e.input)
-	return d, e.rev.policy.Revision(), err
+	res := Result{Revision: e.rev.policy.Revision(), Selection: in.Selection}
+	res.Decision, err = e.rev.policy.Decide(ctx, e.input)
+	res.Decision.Reasons, res.Decision.Warnings = e.selection.lead(res.Decision.Reasons, res.Decision.Warnings)
+	return res, err
 }
 
 // Trace writes the evaluation trace of the mutating decision on the pod to w.
@@ -286,6 +299,7 @@ type evaluation struct {
 	pod       map[string]any
 	namespace cluster.Namespace
 	owner     *workload.Owner
+	selection *Selection
 	input     ast.Value
 }
 
@@ -313,6 +327,9 @@ func (i *Injector) evaluation(ctx context.Context, a Admission) (*evaluation, er
 // lookupNamespace finds the pod's namespace: the request's, else the one the pod names, else
 // "default".
 func (i *Injector) lookupNamespace(ctx context.Context, in Admission) (cluster.Namespace, error) {
+	if in.Namespace != nil {
+		return *in.Namespace, nil
+	}
 	name := in.Request.Namespace
 	if name == "" {
 		name = namespaceOf(in.Raw)
@@ -339,7 +356,7 @@ func namespaceOf(raw []byte) string {
 
 // evaluationIn is evaluation against revision rev, with the pod's namespace already looked up.
 func (i *Injector) evaluationIn(rev *revision, in Admission, ns cluster.Namespace) (*evaluation, error) {
-	e := &evaluation{rev: rev, request: in.Request, raw: in.Raw, namespace: ns}
+	e := &evaluation{rev: rev, request: in.Request, raw: in.Raw, namespace: ns, selection: in.Selection}
 	var err error
 	if e.pod, err = decodeObject(in.Raw); err != nil {
 		return nil, err
@@ -354,7 +371,7 @@ func (i *Injector) evaluationIn(rev *revision, in Admission, ns cluster.Namespac
 	if e.owner == nil {
 		e.owner = workload.OwnerOf(e.pod)
 	}
-	if e.input, err = input(in.Request, e.pod, oldPod, e.namespace, e.owner, e.rev.policy.Revision(), i.ownNamespace); err != nil {
+	if e.input, err = input(in.Request, e.pod, oldPod, e.namespace, e.owner, e.rev.policy.Revision(), i.ownNamespace, in.Selection); err != nil {
 		return nil, fmt.Errorf("build policy input: %w", err)
 	}
 	return e, nil

@@ -10,8 +10,8 @@ import (
 
 // input builds the policy input documented in docs/policy-authors.md:
 //
-//	{"request": …, "object": …, "oldObject": …, "namespace": …, "owner": …, "injector": …}
-func input(req *admissionv1.AdmissionRequest, pod, oldPod map[string]any, ns cluster.Namespace, owner *workload.Owner, revision, ownNamespace string) (ast.Value, error) {
+//	{"request": …, "object": …, "oldObject": …, "namespace": …, "owner": …, "injector": …, "revision": …}
+func input(req *admissionv1.AdmissionRequest, pod, oldPod map[string]any, ns cluster.Namespace, owner *workload.Owner, revision, ownNamespace string, sel *Selection) (ast.Value, error) {
 	in := map[string]any{
 		"request": requestInput(req),
 		"object":  pod,
@@ -27,6 +27,9 @@ func input(req *admissionv1.AdmissionRequest, pod, oldPod map[string]any, ns clu
 	}
 	if oldPod != nil {
 		in["oldObject"] = oldPod
+	}
+	if sel != nil {
+		in["revision"] = sel.inputValue()
 	}
 	if owner != nil {
 		in["owner"] = map[string]any{"apiVersion": owner.APIVersion, "kind": owner.Kind, "name": owner.Name}

@@ -58,11 +58,11 @@ type memoKey struct {
 }
 
 // key is the memo key of req at endpoint in namespace ns.
-func (m *memo) key(endpoint string, req *admission.Request, ns cluster.Namespace) memoKey {
+func (m *memo) key(endpoint string, req *admission.Request, ns cluster.Namespace, sel *Selection) memoKey {
 	if m == nil {
 		return memoKey{}
 	}
-	return memoKey{endpoint: endpoint, sum: hashAdmission(endpoint, req, ns)}
+	return memoKey{endpoint: endpoint, sum: hashAdmission(endpoint, req, ns, sel)}
 }
 
 // result is the remembered answer to the admission of key.
@@ -103,7 +103,7 @@ func (m *memo) keepVerdict(key memoKey, v policy.Verdict) {
 
 // hashAdmission hashes everything a pure revision's answer at endpoint depends on, each field
 // length-prefixed so that no two different admissions write the same bytes.
-func hashAdmission(endpoint string, req *admission.Request, ns cluster.Namespace) [sha256.Size]byte {
+func hashAdmission(endpoint string, req *admission.Request, ns cluster.Namespace, sel *Selection) [sha256.Size]byte {
 	h := sha256.New()
 	put := func(s string) {
 		writeLen(h, len(s))
@@ -151,6 +151,19 @@ func hashAdmission(endpoint string, req *admission.Request, ns cluster.Namespace
 	put(ns.Name)
 	putMap(ns.Labels)
 	putMap(ns.Annotations)
+	if sel != nil {
+		put(sel.Name)
+		put(sel.Tag)
+		putMap(sel.Label)
+		for _, list := range [][]string{sel.Reasons, sel.Warnings} {
+			writeLen(h, len(list))
+			for _, s := range list {
+				put(s)
+			}
+		}
+	} else {
+		put("")
+	}
 	var key [sha256.Size]byte
 	h.Sum(key[:0])
 	return key

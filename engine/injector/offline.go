@@ -36,9 +36,10 @@ func Offline(pod map[string]any, namespace string, owner *workload.Owner) (Admis
 	return Admission{Raw: raw, Request: req, Owner: owner}, nil
 }
 
-// objectPod finds the pod inside a workload object (or a bare Pod) and builds the Admission the webhook
-// would have received for it; ok is false for kinds that carry no pod.
-func (i *Injector) objectPod(obj map[string]any, namespace string) (t *workload.Template, in Admission, ok bool, err error) {
+// ObjectAdmission finds the pod inside a workload object (or a bare Pod) and builds the Admission
+// the webhook would have received for it, as the offline user (WithOfflineUser); ok is false for
+// kinds that carry no pod.
+func (i *Injector) ObjectAdmission(obj map[string]any, namespace string) (t *workload.Template, in Admission, ok bool, err error) {
 	if t, ok = workload.PodTemplate(obj); !ok {
 		return nil, Admission{}, false, nil
 	}
@@ -52,7 +53,7 @@ func (i *Injector) objectPod(obj map[string]any, namespace string) (t *workload.
 // InjectObject injects the pod inside a workload object (or a bare Pod). ok is false for kinds that
 // carry no pod, which are left alone. The returned object is obj itself when nothing changed.
 func (i *Injector) InjectObject(ctx context.Context, obj map[string]any, namespace string) (out map[string]any, res Result, ok bool, err error) {
-	t, in, ok, err := i.objectPod(obj, namespace)
+	t, in, ok, err := i.ObjectAdmission(obj, namespace)
 	if !ok || err != nil {
 		return obj, Result{}, ok, err
 	}
@@ -66,7 +67,7 @@ func (i *Injector) InjectObject(ctx context.Context, obj map[string]any, namespa
 // TraceObject writes the evaluation trace of the decision on the pod inside obj to w; ok is false
 // for kinds that carry no pod.
 func (i *Injector) TraceObject(ctx context.Context, obj map[string]any, namespace string, w io.Writer) (ok bool, err error) {
-	_, in, ok, err := i.objectPod(obj, namespace)
+	_, in, ok, err := i.ObjectAdmission(obj, namespace)
 	if !ok || err != nil {
 		return ok, err
 	}
@@ -76,7 +77,7 @@ func (i *Injector) TraceObject(ctx context.Context, obj map[string]any, namespac
 // ValidateObject runs the validating policy on the pod inside obj, as the webhook would when that
 // pod is created; ok is false for kinds that carry no pod.
 func (i *Injector) ValidateObject(ctx context.Context, obj map[string]any, namespace string) (v policy.Verdict, ok bool, err error) {
-	_, in, ok, err := i.objectPod(obj, namespace)
+	_, in, ok, err := i.ObjectAdmission(obj, namespace)
 	if !ok || err != nil {
 		return v, ok, err
 	}

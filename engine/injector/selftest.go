@@ -86,7 +86,7 @@ func (rev *revision) selfTestEvaluation(variant string) (*evaluation, error) {
 	if err != nil {
 		return nil, err
 	}
-	in, err := input(a.Request, pod, nil, selfTestNamespace, nil, rev.policy.Revision(), "")
+	in, err := input(a.Request, pod, nil, selfTestNamespace, nil, rev.policy.Revision(), "", nil)
 	if err != nil {
 		return nil, err
 	}

@@ -40,7 +40,7 @@ func WriteText(w io.Writer, workloads []Workload) error {
 		case wl.Decision.Inject:
 			verdict = "inject, variant " + wl.Decision.Variant
 		}
-		fmt.Fprintf(w, "%s/%s in namespace %s (%s): %s [revision %s]\n", wl.Kind, name, wl.Namespace, where, verdict, wl.Revision)
+		fmt.Fprintf(w, "%s/%s in namespace %s (%s): %s [%s]\n", wl.Kind, name, wl.Namespace, where, verdict, decidedBy(wl))
 		if wl.Note != "" {
 			fmt.Fprintf(w, "  note: %s\n", wl.Note)
 		}
@@ -92,4 +92,20 @@ func WriteJSON(w io.Writer, workloads []Workload) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(workloads)
+}
+
+// decidedBy names what decided: the bundle revision, led by the named revision and tag when they
+// are not simply the default revision.
+func decidedBy(wl Workload) string {
+	switch {
+	case wl.Decision.Code == "unknown_revision":
+		return "no revision"
+	case wl.Rev == "":
+		return "revision " + wl.Revision
+	case wl.Tag != "":
+		return fmt.Sprintf("revision %s through tag %s, bundle revision %s", wl.Rev, wl.Tag, wl.Revision)
+	case wl.Rev != "default":
+		return fmt.Sprintf("revision %s, bundle revision %s", wl.Rev, wl.Revision)
+	}
+	return "revision " + wl.Revision
 }

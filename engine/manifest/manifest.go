@@ -61,6 +61,9 @@ type Workload struct {
 	Namespace string `json:"namespace"`
 	// Revision is the bundle revision that decided.
 	Revision string `json:"revision"`
+	// Rev and Tag name the revision that decided and the tag that chose it, when revisions are named.
+	Rev string `json:"rev,omitempty"`
+	Tag string `json:"tag,omitempty"`
 	// Changed is true when injection changed the workload.
 	Changed bool `json:"changed"`
 	// Current is the injection of this revision the workload already carries, if any.
@@ -91,9 +94,17 @@ func (wl Workload) Denied() bool {
 	return len(wl.Decision.Deny) > 0 || (wl.Validation != nil && len(wl.Validation.Deny) > 0)
 }
 
+// Answerer answers for the pods inside objects: an injector.Injector serving one revision, or a
+// revisions.Set that picks one per pod.
+type Answerer interface {
+	InjectObject(ctx context.Context, obj map[string]any, namespace string) (map[string]any, injector.Result, bool, error)
+	TraceObject(ctx context.Context, obj map[string]any, namespace string, w io.Writer) (bool, error)
+	ValidateObject(ctx context.Context, obj map[string]any, namespace string) (policy.Verdict, bool, error)
+}
+
 // Processor runs an injector over streams.
 type Processor struct {
-	Injector *injector.Injector
+	Injector Answerer
 	// Namespace is the namespace of objects that do not name one.
 	Namespace string
 	// Trace records the policy evaluation of every workload Explain reports.
@@ -231,6 +242,9 @@ func (p *Processor) object(ctx context.Context, d Document, obj map[string]any, 
 		return obj, false, nil
 	}
 	wl.Revision, wl.Decision, wl.Changed, wl.Current = res.Revision, res.Decision, res.Pod != nil, res.Current
+	if sel := res.Selection; sel != nil {
+		wl.Rev, wl.Tag = sel.Name, sel.Tag
+	}
 	if t, ok := workload.PodTemplate(obj); ok {
 		wl.Note = t.Note
 	}

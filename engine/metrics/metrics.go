@@ -76,17 +76,17 @@ func New(opts ...Option) *Metrics {
 		rules:    newPolicyLabel("rule", slog.Default()),
 		Registry: prometheus.NewRegistry(),
 		admissions: counter("admissions_total",
-			"Admission reviews answered, by endpoint (inject, validate), result, variant and, for skipped pods, the decision's code.",
-			"endpoint", "result", "variant", "reason"),
+			"Admission reviews answered, by endpoint (inject, validate), result, variant, for skipped pods the decision's code, and the revision that answered (\"\" when none did).",
+			"endpoint", "result", "variant", "reason", "revision"),
 		// 50 µs to ~3.3 s: fine enough to show sub-millisecond work.
 		duration: histogram("admission_duration_seconds",
 			"Time the handler took to answer one decoded admission review.",
 			prometheus.ExponentialBuckets(50e-6, 2, 17), "endpoint"),
 		revision: gauge("bundle_info",
-			"The active bundle revision (value 1 on the active revision's series).",
-			"revision"),
+			"The active bundle revision of each bundle served (value 1 on the active revision's series).",
+			"bundle", "revision"),
 		activations: counter("bundle_activations_total",
-			"Bundle revisions activated, and bundles refused (not read, verified, downloaded, compiled or self-tested), by bundle (live, shadow) and result (activated, refused).",
+			"Bundle revisions activated, and bundles refused (not read, verified, downloaded, compiled or self-tested), by bundle (the revision served, or shadow) and result (activated, refused).",
 			"bundle", "result"),
 		activationTime: histogram("bundle_activation_duration_seconds",
 			"Time to compile, prepare and check a bundle revision, by bundle.",
@@ -159,30 +159,30 @@ func (c *expiryCollector) Collect(ch chan<- prometheus.Metric) {
 
 // Admission records one answered review; reason is the skip code of a skipped pod, bounded as
 // policy labels are (OtherLabelValue).
-func (m *Metrics) Admission(endpoint, result, variant, reason string, took time.Duration) {
+func (m *Metrics) Admission(endpoint, result, variant, reason, revision string, took time.Duration) {
 	if m == nil {
 		return
 	}
-	m.admissions.WithLabelValues(endpoint, result, variant, m.reasons.value(reason)).Inc()
+	m.admissions.WithLabelValues(endpoint, result, variant, m.reasons.value(reason), revision).Inc()
 	m.duration.WithLabelValues(endpoint).Observe(took.Seconds())
 }
 
-// Activation records that revision of the named bundle ("live" or "shadow") was activated, and
+// Activation records that revision of the named bundle (a revision's name, or "shadow") was activated, and
 // how long compiling, preparing and checking it took.
 func (m *Metrics) Activation(bundle, revision string, took time.Duration) {
 	if m == nil {
 		return
 	}
-	if bundle == "live" {
-		m.revision.Reset()
-		m.revision.WithLabelValues(revision).Set(1)
+	if bundle != "shadow" {
+		m.revision.DeletePartialMatch(prometheus.Labels{"bundle": bundle})
+		m.revision.WithLabelValues(bundle, revision).Set(1)
 	}
 	m.activations.WithLabelValues(bundle, "activated").Inc()
 	m.activationTime.WithLabelValues(bundle).Observe(took.Seconds())
 	m.lastActivation.WithLabelValues(bundle, "activated").SetToCurrentTime()
 }
 
-// Refusal records a bundle of the named bundle ("live" or "shadow") refused before it could serve.
+// Refusal records a bundle of the named bundle (a revision's name, or "shadow") refused before it could serve.
 func (m *Metrics) Refusal(bundle string) {
 	if m == nil {
 		return

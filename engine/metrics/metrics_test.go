@@ -50,10 +50,10 @@ func series(t *testing.T, m *metrics.Metrics, family, label string) map[string]f
 func TestPolicyLabelsAreBounded(t *testing.T) {
 	m := metrics.New()
 	for _, code := range []string{"namespace_not_enabled", "x y", "Opted_Out", "", "a" + string(make([]byte, 70))} {
-		m.Admission("inject", metrics.ResultSkipped, "", code, time.Millisecond)
+		m.Admission("inject", metrics.ResultSkipped, "", code, "", time.Millisecond)
 	}
 	for i := range 1000 {
-		m.Admission("inject", metrics.ResultSkipped, "", fmt.Sprintf("code_%d", i), time.Millisecond)
+		m.Admission("inject", metrics.ResultSkipped, "", fmt.Sprintf("code_%d", i), "", time.Millisecond)
 		m.Violation(fmt.Sprintf("rule_%d", i), "deny")
 	}
 	m.Violation("require sidecar!", "warn")
@@ -89,16 +89,16 @@ func TestRefusedLabelValuesAreLoggedOnce(t *testing.T) {
 	var buf bytes.Buffer
 	m := metrics.New(metrics.WithLogger(slog.New(slog.NewTextHandler(&buf, nil))))
 	for range 5 {
-		m.Admission("inject", metrics.ResultSkipped, "", "x y", time.Millisecond)
+		m.Admission("inject", metrics.ResultSkipped, "", "x y", "", time.Millisecond)
 		m.Violation("Require-Sidecar", "deny")
-		m.Admission("inject", metrics.ResultSkipped, "", "opted_out", time.Millisecond)
+		m.Admission("inject", metrics.ResultSkipped, "", "opted_out", "", time.Millisecond)
 	}
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	if len(lines) != 2 || !strings.Contains(lines[0], `label=reason value="x y"`) || !strings.Contains(lines[1], "label=rule value=Require-Sidecar") {
 		t.Errorf("want one line per refused value:\n%s", buf.String())
 	}
 	var nilMetrics *metrics.Metrics
-	nilMetrics.Admission("inject", metrics.ResultSkipped, "", "x y", time.Millisecond) // records nothing, and does not panic
+	nilMetrics.Admission("inject", metrics.ResultSkipped, "", "x y", "", time.Millisecond) // records nothing, and does not panic
 }
 
 // TestShippedPolicyLabelsFit: every code and rule name the default policies emit is a label value.

@@ -50,7 +50,7 @@ var erased = []string{
 // blanked, as it may carry a whole manifest.
 const maxLoggedAnnotation = 256
 
-func (w *Webhooks) logDecision(path string, req *admission.Request, revision string, result any, err error, took time.Duration) {
+func (w *Webhooks) logDecision(path string, req *admission.Request, by served, result any, err error, took time.Duration) {
 	if w.decisions == nil {
 		return
 	}
@@ -59,7 +59,7 @@ func (w *Webhooks) logDecision(path string, req *admission.Request, revision str
 		Timestamp:  time.Now().UTC(),
 		Path:       path,
 		Labels:     map[string]string{"app": "rego-injector"},
-		Bundles:    map[string]map[string]string{"live": {"revision": revision}},
+		Bundles:    bundlesOf(by),
 		Input:      summary(req),
 		Result:     result,
 		Erased:     erased,
@@ -144,4 +144,17 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// bundlesOf is the decision log's "bundles": the bundle revision by the name of the revision that
+// served it ("live" when revisions are not named), with the tag that chose it.
+func bundlesOf(by served) map[string]map[string]string {
+	name, b := by.name, map[string]string{"revision": by.bundle}
+	if name == "" {
+		name = "live"
+	}
+	if by.tag != "" {
+		b["tag"] = by.tag
+	}
+	return map[string]map[string]string{name: b}
 }

@@ -18,9 +18,16 @@ import (
 	"github.com/rego-injector/rego-injector/engine/workload"
 )
 
+// Answerer answers admissions: an injector serving one revision, or a revisions.Set that picks
+// one per pod.
+type Answerer interface {
+	Inject(ctx context.Context, a injector.Admission) (injector.Result, error)
+	Validate(ctx context.Context, a injector.Admission) (policy.Verdict, string, error)
+}
+
 // Webhooks are the mutating and validating webhooks of one injector. They are safe for concurrent use.
 type Webhooks struct {
-	inj         *injector.Injector
+	inj         Answerer
 	log         *slog.Logger
 	metrics     *metrics.Metrics
 	timeout     time.Duration
@@ -47,7 +54,7 @@ func WithTimeout(d time.Duration) Option { return func(w *Webhooks) { w.timeout 
 func WithEvents(r *events.Recorder) Option { return func(w *Webhooks) { w.events = r } }
 
 // New returns the webhooks of inj.
-func New(inj *injector.Injector, opts ...Option) *Webhooks {
+func New(inj Answerer, opts ...Option) *Webhooks {
 	w := &Webhooks{inj: inj, log: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(w)
@@ -77,30 +84,34 @@ func (w *Webhooks) mutate(ctx context.Context, req *admission.Request) *admissio
 	log := w.log.With("endpoint", "inject", "uid", req.UID, "namespace", req.Namespace, "name", podName(req, meta), "operation", req.Operation)
 	isPod := req.Kind.Group == "" && req.Kind.Kind == "Pod" && req.SubResource == ""
 	if !isPod || (req.Operation != admissionv1.Create && req.Operation != admissionv1.Update) {
-		w.metrics.Admission("inject", metrics.ResultIgnored, "", "", time.Since(start))
+		w.metrics.Admission("inject", metrics.ResultIgnored, "", "", "", time.Since(start))
 		return admission.Allowed()
 	}
 	a := injector.Admission{Raw: req.Object.Raw, Request: req}
 	res, err := w.inj.Inject(ctx, a)
 	took := time.Since(start)
-	w.logDecision("injector/mutate/decision", req, res.Revision, res.Decision, err, took)
+	served := servedBy(res)
+	w.logDecision("injector/mutate/decision", req, served, res.Decision, err, took)
 	w.compareShadow(a, res, err)
 	if err != nil {
-		w.metrics.Admission("inject", metrics.ResultError, "", "", took)
+		w.metrics.Admission("inject", metrics.ResultError, "", "", served.name, took)
 		log.Error("admission failed", "revision", res.Revision, "err", err, "duration_ms", ms(took))
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	d := res.Decision
+	if served.name != "" {
+		log = log.With("rev", served.name, "tag", served.tag)
+	}
 	if req.DryRun == nil || !*req.DryRun {
-		w.events.Record(events.Outcome{Namespace: req.Namespace, Pod: meta, Revision: res.Revision, Decision: d, Injected: res.Patch != nil})
+		w.events.Record(events.Outcome{Namespace: req.Namespace, Pod: meta, Revision: res.Revision, Rev: served.name, Tag: served.tag, Decision: d, Injected: res.Patch != nil})
 	}
 	if len(d.Deny) > 0 {
-		w.metrics.Admission("inject", metrics.ResultDenied, "", d.Code, took)
+		w.metrics.Admission("inject", metrics.ResultDenied, "", d.Code, served.name, took)
 		log.Info("admission", "decision", "deny", "revision", res.Revision, "deny", d.Deny, "duration_ms", ms(took))
 		return admission.Denied(strings.Join(d.Deny, "; "), d.Warnings...)
 	}
 	if res.Patch == nil {
-		w.metrics.Admission("inject", metrics.ResultSkipped, d.Variant, skipReason(d, res.Current != nil), took)
+		w.metrics.Admission("inject", metrics.ResultSkipped, d.Variant, skipReason(d, res.Current != nil), served.name, took)
 		log.Info("admission", "decision", "skip", "revision", res.Revision, "reasons", d.Reasons, "duration_ms", ms(took))
 		warnings := d.Warnings
 		if !d.Inject && res.Current == nil { // tell the client why; an up-to-date pod needs no explaining
@@ -108,11 +119,29 @@ func (w *Webhooks) mutate(ctx context.Context, req *admission.Request) *admissio
 		}
 		return admission.Allowed(warnings...)
 	}
-	w.metrics.Admission("inject", metrics.ResultInjected, d.Variant, "", took)
+	w.metrics.Admission("inject", metrics.ResultInjected, d.Variant, "", served.name, took)
 	log.Info("admission", "decision", "inject", "variant", d.Variant, "revision", res.Revision, "reasons", d.Reasons, "duration_ms", ms(took))
 	resp := admission.Patched(res.Patch, d.Warnings...)
 	resp.AuditAnnotations = map[string]string{"variant": d.Variant, "revision": res.Revision}
+	if served.name != "" {
+		resp.AuditAnnotations["rev"] = served.name
+		if served.tag != "" {
+			resp.AuditAnnotations["tag"] = served.tag
+		}
+	}
 	return resp
+}
+
+// served names what answered an admission: the named revision and tag, when revisions are
+// served, and the bundle revision.
+type served struct{ name, tag, bundle string }
+
+func servedBy(res injector.Result) served {
+	s := served{bundle: res.Revision}
+	if res.Selection != nil {
+		s.name, s.tag = res.Selection.Name, res.Selection.Tag
+	}
+	return s
 }
 
 // validated reports whether the validating webhook judges req: a pod created or updated, or the
@@ -131,14 +160,14 @@ func (w *Webhooks) validate(ctx context.Context, req *admission.Request) *admiss
 	defer cancel()
 	log := w.log.With("endpoint", "validate", "uid", req.UID, "namespace", req.Namespace, "name", podName(req, workload.MetadataOf(req.Object.Raw)), "operation", req.Operation, "subresource", req.SubResource)
 	if !validated(req) {
-		w.metrics.Admission("validate", metrics.ResultIgnored, "", "", time.Since(start))
+		w.metrics.Admission("validate", metrics.ResultIgnored, "", "", "", time.Since(start))
 		return admission.Allowed()
 	}
 	v, rev, err := w.inj.Validate(ctx, injector.Admission{Raw: req.Object.Raw, Request: req})
 	took := time.Since(start)
-	w.logDecision("injector/validate", req, rev, verdictResult(v), err, took)
+	w.logDecision("injector/validate", req, served{bundle: rev}, verdictResult(v), err, took)
 	if err != nil {
-		w.metrics.Admission("validate", metrics.ResultError, "", "", took)
+		w.metrics.Admission("validate", metrics.ResultError, "", "", "", took)
 		log.Error("admission failed", "revision", rev, "err", err, "duration_ms", ms(took))
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
@@ -149,11 +178,11 @@ func (w *Webhooks) validate(ctx context.Context, req *admission.Request) *admiss
 		log.Info("dry-run violations", "revision", rev, "dryrun", v.DryRun)
 	}
 	if len(v.Deny) > 0 {
-		w.metrics.Admission("validate", metrics.ResultDenied, "", "", took)
+		w.metrics.Admission("validate", metrics.ResultDenied, "", "", "", took)
 		log.Info("admission", "decision", "deny", "revision", rev, "deny", v.Deny, "duration_ms", ms(took))
 		return admission.Denied(strings.Join(v.Deny, "; "), v.Warn...)
 	}
-	w.metrics.Admission("validate", metrics.ResultAllowed, "", "", took)
+	w.metrics.Admission("validate", metrics.ResultAllowed, "", "", "", took)
 	log.Info("admission", "decision", "allow", "revision", rev, "warnings", len(v.Warn), "duration_ms", ms(took))
 	return admission.Allowed(v.Warn...)
 }

@@ -50,7 +50,7 @@ injection := object.union(
 		"inject": true,
 		"variant": variant.name,
 		"values": object.union_n(flatten([
-			[overrides.base_values],
+			[overrides.base_values, revision_values],
 			[override.values | some override in overrides.applied],
 			[probes.values, prometheus.values, {"proxy": {"native": placement.native}}, before_proxy.values],
 			[turned_off.values | some turned_off in template_turned_off],
@@ -156,7 +156,25 @@ selection := {"inject": false, "code": "opted_out", "reasons": [sprintf("%s opts
 	lib.global_policy == "enabled"
 } else := {"inject": false, "code": "policy_disabled", "reasons": [namespace_enabled_reason, policy_disabled_reason]}
 
-namespace_enabled_reason := sprintf("namespace %q is labelled %s=enabled", [lib.namespace_name, lib.namespace_switch.key])
+namespace_enabled_reason := sprintf("namespace %q is labelled %s=enabled", [lib.namespace_name, lib.namespace_switch.key]) if {
+	lib.namespace_switch
+} else := sprintf("%s selects revision %s%s", [revision_label_string, lib.revision_name, tag_string])
+
+revision_label_string := sprintf("namespace %q label %s=%q", [lib.namespace_name, lib.revision_label.key, lib.revision_label.value]) if {
+	lib.revision_label.on == "namespace"
+} else := sprintf("pod label %s=%q", [lib.revision_label.key, lib.revision_label.value]) if {
+	lib.revision_label.on == "pod"
+} else := sprintf("%s %s", [lib.revision_label.key, lib.revision_label.value])
+
+tag_string := sprintf(" through tag %s", [input.revision.tag]) if {
+	is_string(input.revision.tag)
+	input.revision.tag != ""
+} else := ""
+
+# The revision serving the pod names itself in Istio's istio.io/rev annotation and status.
+revision_values := {"revisionName": lib.revision_name} if lib.revision_name
+
+else := {}
 
 namespace_not_enabled_reason := sprintf(
 	"namespace %q is not labelled %s (its label %s=%q neither enables nor disables injection)",

@@ -116,6 +116,27 @@ namespace_switch := found[0] if {
 
 namespace_enabled if namespace_switch.value == "enabled"
 
+# A revision label that chose this revision (input.revision.label: {"on", "key", "value"}, from
+# the engine's revision selection) enables injection as the namespace switch does, on the namespace
+# or on the pod alone, as Istio's per-revision webhooks do; the pod may still opt out.
+namespace_enabled if {
+	not namespace_switch
+	revision_label
+}
+
+revision_label := label if {
+	label := input.revision.label
+	is_string(label.key)
+	is_string(label.value)
+}
+
+# The revision name the engine chose for the pod (input.revision.name); undefined when it chose none.
+revision_name := name if {
+	name := input.revision.name
+	is_string(name)
+	name != ""
+}
+
 namespace_disabled if namespace_switch.value == "disabled"
 
 # Every opt-in/out key the pod sets, as {"kind", "key", "value"}: labels first, then annotations,
@@ -170,7 +191,9 @@ status := parsed if {
 	parsed := json.unmarshal(raw)
 	is_object(parsed)
 	is_string(parsed.revision)
-	nullable(object.get(parsed, "variant", null), "string")
+	every key in {"variant", "rev", "tag"} {
+		nullable(object.get(parsed, key, null), "string")
+	}
 	every key in status_lists {
 		string_list(object.get(parsed, key, null))
 	}

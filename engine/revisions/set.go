@@ -1,0 +1,226 @@
+package revisions
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+
+	gojson "github.com/goccy/go-json"
+
+	"github.com/rego-injector/rego-injector/engine/cluster"
+	"github.com/rego-injector/rego-injector/engine/injector"
+	"github.com/rego-injector/rego-injector/engine/policy"
+)
+
+// Tags maps each tag to the revision it points at, as the cluster says now.
+type Tags interface {
+	Tags() map[string]string
+	Synced() bool
+}
+
+// StaticTags are tags given once, on the command line or in a test.
+type StaticTags map[string]string
+
+// Tags implements Tags.
+func (t StaticTags) Tags() map[string]string { return t }
+
+// Synced implements Tags.
+func (StaticTags) Synced() bool { return true }
+
+// Set is the revisions served, each an injector with its own bundle, memo and reloader, and the
+// router that picks one per admission. It is safe for concurrent use.
+type Set struct {
+	router     *Router
+	revisions  map[string]*injector.Injector
+	names      []string
+	tags       Tags
+	namespaces cluster.Namespaces
+	forced     string
+}
+
+// NewSet serves revisions (by name) with tags, looking namespaces up in ns.
+func NewSet(router *Router, revisions map[string]*injector.Injector, tags Tags, ns cluster.Namespaces) *Set {
+	if tags == nil {
+		tags = StaticTags{}
+	}
+	return &Set{router: router, revisions: revisions, names: slices.Sorted(maps.Keys(revisions)), tags: tags, namespaces: ns}
+}
+
+// Forced returns a copy of s where name (a revision or a tag) answers every pod, whatever its
+// labels: the offline commands' --revision.
+func (s *Set) Forced(name string) *Set {
+	c := *s
+	c.forced = name
+	return &c
+}
+
+// Names lists the revisions served, sorted.
+func (s *Set) Names() []string { return s.names }
+
+// Injector returns the injector serving revision name, or nil.
+func (s *Set) Injector(name string) *injector.Injector { return s.revisions[name] }
+
+// Ready reports whether every revision is active and the tags are read.
+func (s *Set) Ready() bool {
+	for _, inj := range s.revisions {
+		if !inj.Ready() {
+			return false
+		}
+	}
+	return s.tags.Synced()
+}
+
+// Status is each revision's active bundle revision, and the tags, for /readyz.
+func (s *Set) Status() map[string]any {
+	revs := make(map[string]string, len(s.revisions))
+	for name, inj := range s.revisions {
+		revs[name] = inj.Revision()
+	}
+	return map[string]any{"revisions": revs, "tags": s.tags.Tags()}
+}
+
+// Select chooses the revision that answers a, and returns a with the namespace and the selection
+// filled in; the injector is nil when no served revision answers it.
+func (s *Set) Select(ctx context.Context, a injector.Admission) (injector.Admission, *injector.Injector, error) {
+	var pod struct {
+		Metadata struct {
+			Namespace string            `json:"namespace"`
+			Labels    map[string]string `json:"labels"`
+		} `json:"metadata"`
+	}
+	_ = gojson.Unmarshal(a.Raw, &pod) // a pod that does not decode is refused by the injector, with the reason
+	name := a.Request.Namespace
+	if name == "" {
+		name = pod.Metadata.Namespace
+	}
+	if name == "" {
+		name = "default"
+	}
+	ns, err := s.namespaces.Namespace(ctx, name)
+	if err != nil {
+		return a, nil, fmt.Errorf("look up the pod's namespace: %w", err)
+	}
+	sel, err := s.router.Select(ctx, Input{
+		Namespace: ns.Name, NamespaceLabs: ns.Labels, PodLabels: pod.Metadata.Labels,
+		Revisions: s.names, Tags: s.tags.Tags(), Forced: s.forced,
+	})
+	if err != nil {
+		return a, nil, err
+	}
+	a.Namespace, a.Selection = &ns, &sel
+	return a, s.revisions[sel.Name], nil
+}
+
+// Inject answers a with the revision its labels choose. A pod whose labels name no served
+// revision is left unchanged, with the selection's warnings.
+func (s *Set) Inject(ctx context.Context, a injector.Admission) (injector.Result, error) {
+	a, inj, err := s.Select(ctx, a)
+	if err != nil {
+		return injector.Result{}, err
+	}
+	if inj == nil {
+		return s.unanswered(a), nil
+	}
+	return inj.Inject(ctx, a)
+}
+
+// Validate judges a with the revision its labels choose. A pod whose labels name no served
+// revision is judged by the revision of the default tag (else the first served), so that a made-up
+// name does not dodge validation; the selection's warnings are added to the verdict's.
+func (s *Set) Validate(ctx context.Context, a injector.Admission) (policy.Verdict, string, error) {
+	a, inj, err := s.Select(ctx, a)
+	if err != nil {
+		return policy.Verdict{}, "", err
+	}
+	if inj == nil {
+		inj = s.fallback()
+		v, rev, err := inj.Validate(ctx, a)
+		v.Warn = append(slices.Clip(a.Selection.Warnings), v.Warn...)
+		return v, rev, err
+	}
+	return inj.Validate(ctx, a)
+}
+
+// fallback is the revision of the default tag, else the default revision, else the first served.
+func (s *Set) fallback() *injector.Injector {
+	if inj := s.revisions[s.tags.Tags()[DefaultRevision]]; inj != nil {
+		return inj
+	}
+	if inj := s.revisions[DefaultRevision]; inj != nil {
+		return inj
+	}
+	return s.revisions[s.names[0]]
+}
+
+// Trace writes the evaluation trace of the mutating decision on a to w, by the revision its labels
+// choose.
+func (s *Set) Trace(ctx context.Context, a injector.Admission, w io.Writer) error {
+	a, inj, err := s.Select(ctx, a)
+	if err != nil {
+		return err
+	}
+	if inj == nil {
+		return fmt.Errorf("no revision answers the pod: %s", strings.Join(a.Selection.Warnings, "; "))
+	}
+	return inj.Trace(ctx, a, w)
+}
+
+// any is one of the revisions, for what every revision does alike: building an offline admission.
+func (s *Set) any() *injector.Injector { return s.revisions[s.names[0]] }
+
+// InjectObject is injector.Injector's InjectObject, by the revision the pod's labels choose.
+func (s *Set) InjectObject(ctx context.Context, obj map[string]any, namespace string) (map[string]any, injector.Result, bool, error) {
+	t, in, ok, err := s.any().ObjectAdmission(obj, namespace)
+	if !ok || err != nil {
+		return obj, injector.Result{}, ok, err
+	}
+	res, err := s.Inject(ctx, in)
+	if err != nil || res.Pod == nil {
+		return obj, res, true, err
+	}
+	return t.Apply(res.Pod), res, true, nil
+}
+
+// TraceObject is injector.Injector's TraceObject, by the revision the pod's labels choose.
+func (s *Set) TraceObject(ctx context.Context, obj map[string]any, namespace string, w io.Writer) (bool, error) {
+	_, in, ok, err := s.any().ObjectAdmission(obj, namespace)
+	if !ok || err != nil {
+		return ok, err
+	}
+	return true, s.Trace(ctx, in, w)
+}
+
+// ValidateObject is injector.Injector's ValidateObject, by the revision the pod's labels choose.
+func (s *Set) ValidateObject(ctx context.Context, obj map[string]any, namespace string) (policy.Verdict, bool, error) {
+	_, in, ok, err := s.any().ObjectAdmission(obj, namespace)
+	if !ok || err != nil {
+		return policy.Verdict{}, ok, err
+	}
+	v, _, err := s.Validate(ctx, in)
+	return v, true, err
+}
+
+// Decide runs only the mutating decision on a, by the revision its labels choose.
+func (s *Set) Decide(ctx context.Context, a injector.Admission) (injector.Result, error) {
+	a, inj, err := s.Select(ctx, a)
+	if err != nil {
+		return injector.Result{}, err
+	}
+	if inj == nil {
+		return s.unanswered(a), nil
+	}
+	return inj.Decide(ctx, a)
+}
+
+// unanswered is the result for a pod whose labels name no served revision.
+func (s *Set) unanswered(a injector.Admission) injector.Result {
+	return injector.Result{Selection: a.Selection, Decision: policy.Decision{
+		Code: "unknown_revision", Reasons: a.Selection.Reasons, Warnings: a.Selection.Warnings,
+	}}
+}
+
+// Revision is the bundle revision of the default tag's revision (see Validate).
+func (s *Set) Revision() string { return s.fallback().Revision() }

@@ -1,0 +1,184 @@
+package revisions_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	regoinjector "github.com/rego-injector/rego-injector"
+	"github.com/rego-injector/rego-injector/engine/cluster"
+	"github.com/rego-injector/rego-injector/engine/inject"
+	"github.com/rego-injector/rego-injector/engine/injector"
+	"github.com/rego-injector/rego-injector/engine/internal/fixture"
+	"github.com/rego-injector/rego-injector/engine/revisions"
+)
+
+// namespaces gives each namespace its own labels.
+type namespaces map[string]map[string]string
+
+func (n namespaces) Namespace(_ context.Context, name string) (cluster.Namespace, error) {
+	return cluster.Namespace{Name: name, Labels: n[name], Annotations: map[string]string{}}, nil
+}
+
+func (namespaces) Synced() bool { return true }
+
+var testNamespaces = namespaces{
+	"switched":  {"istio-injection": "enabled"},
+	"prod":      {"istio.io/rev": "prod"},
+	"canary":    {"rego-injector.io/rev": "canary"},
+	"pinned":    {"istio.io/rev": "1-32"},
+	"bogus":     {"istio.io/rev": "1-99", "rego-injector.io/require-sidecar": "true"},
+	"unlabeled": {},
+}
+
+func newRouter(tb testing.TB) *revisions.Router {
+	tb.Helper()
+	name, module, err := regoinjector.SelectionPolicy()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r, err := revisions.NewRouter(tb.Context(), name, module)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r
+}
+
+// twoRevisions serves revisions 1-31 (bundle revision one-1) and 1-32 (two-1), with memos.
+func twoRevisions(tb testing.TB, tags revisions.Tags) *revisions.Set {
+	tb.Helper()
+	revs := map[string]*injector.Injector{}
+	for name, rev := range map[string]string{"1-31": "one-1", "1-32": "two-1"} {
+		inj := injector.New(testNamespaces, injector.WithOwnNamespace(fixture.OwnNamespace), injector.WithMemo(16))
+		if err := inj.Activate(fixture.Policy(tb, rev)); err != nil {
+			tb.Fatal(err)
+		}
+		revs[name] = inj
+	}
+	return revisions.NewSet(newRouter(tb), revs, tags, testNamespaces)
+}
+
+func pod(labels string) []byte {
+	return []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","labels":{` + labels + `}},"spec":{"containers":[{"name":"app","image":"nginx"}]}}`)
+}
+
+func TestEachNamespaceGetsTheRevisionItsLabelsName(t *testing.T) {
+	tags := revisions.StaticTags{"prod": "1-31", "canary": "1-32", "default": "1-31"}
+	set := twoRevisions(t, tags)
+	for _, c := range []struct {
+		namespace, labels, rev, tag, bundle string
+	}{
+		{"switched", ``, "1-31", "default", "one-1"},
+		{"prod", ``, "1-31", "prod", "one-1"},
+		{"canary", ``, "1-32", "canary", "two-1"},
+		{"pinned", ``, "1-32", "", "two-1"},
+		{"unlabeled", `"istio.io/rev":"canary"`, "1-32", "canary", "two-1"},
+		{"prod", `"istio.io/rev":"canary"`, "1-31", "prod", "one-1"}, // the namespace wins, as in Istio
+	} {
+		res, err := set.Inject(t.Context(), fixture.Admission(pod(c.labels), c.namespace, ""))
+		if err != nil {
+			t.Fatalf("%s: %v", c.namespace, err)
+		}
+		if res.Patch == nil || res.Selection == nil || res.Selection.Name != c.rev || res.Selection.Tag != c.tag || res.Revision != c.bundle {
+			t.Fatalf("%s %s: got revision %+v bundle %s patch %t, want %s tag %q bundle %s; reasons %q",
+				c.namespace, c.labels, res.Selection, res.Revision, res.Patch != nil, c.rev, c.tag, c.bundle, res.Decision.Reasons)
+		}
+		patched := fixture.ApplyPatch(t, pod(c.labels), res.Patch)
+		st, ok, err := inject.ReadStatus(decode(t, patched))
+		if !ok || err != nil || st.Rev != c.rev || st.Tag != c.tag || st.Revision != c.bundle {
+			t.Fatalf("%s: status %+v (%v), want rev %s tag %q", c.namespace, st, err, c.rev, c.tag)
+		}
+		if !strings.Contains(string(patched), `"istio.io/rev":"`+c.rev+`"`) {
+			t.Fatalf("%s: the pod's istio.io/rev annotation does not name %s: %s", c.namespace, c.rev, patched)
+		}
+	}
+}
+
+func TestMovingATagMovesTheNextPod(t *testing.T) {
+	tags := revisions.StaticTags{"prod": "1-31"}
+	set := twoRevisions(t, tags)
+	a := fixture.Admission(pod(``), "prod", "")
+	first, err := set.Inject(t.Context(), a)
+	if err != nil || first.Selection.Name != "1-31" {
+		t.Fatalf("before the move: %+v, %v", first.Selection, err)
+	}
+	tags["prod"] = "1-32"
+	second, err := set.Inject(t.Context(), a)
+	if err != nil || second.Selection.Name != "1-32" || second.Revision != "two-1" || second.Patch == nil {
+		t.Fatalf("after the move: %+v bundle %s, %v", second.Selection, second.Revision, err)
+	}
+}
+
+func TestAnUnknownNameIsNotInjectedAndSaysSo(t *testing.T) {
+	set := twoRevisions(t, revisions.StaticTags{})
+	res, err := set.Inject(t.Context(), fixture.Admission(pod(``), "bogus", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Patch != nil || res.Decision.Inject || res.Decision.Code != "unknown_revision" {
+		t.Fatalf("a pod naming no served revision was answered: %+v", res)
+	}
+	if len(res.Decision.Warnings) != 1 || !strings.Contains(res.Decision.Warnings[0], `names revision "1-99", but no revision or tag has that name (revisions: 1-31, 1-32; tags: none)`) {
+		t.Fatalf("warnings %q", res.Decision.Warnings)
+	}
+}
+
+func TestAnUnknownNameDoesNotDodgeValidation(t *testing.T) {
+	set := twoRevisions(t, revisions.StaticTags{"default": "1-31"})
+	v, rev, err := set.Validate(t.Context(), fixture.Admission(pod(``), "bogus", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Deny) == 0 || rev != "one-1" {
+		t.Fatalf("a pod without a sidecar in a require-sidecar namespace naming an unknown revision was admitted by %q: %+v", rev, v)
+	}
+	if len(v.Warn) == 0 || !strings.Contains(v.Warn[0], `"1-99"`) {
+		t.Fatalf("the selection's warning is not among the verdict's: %q", v.Warn)
+	}
+}
+
+func TestForcedRevision(t *testing.T) {
+	set := twoRevisions(t, revisions.StaticTags{}).Forced("1-32")
+	res, err := set.Inject(t.Context(), fixture.Admission(pod(`"istio.io/rev":"1-31"`), "unlabeled", ""))
+	if err != nil || res.Selection.Name != "1-32" || res.Patch == nil {
+		t.Fatalf("--revision 1-32: %+v patch %t, %v", res.Selection, res.Patch != nil, err)
+	}
+}
+
+// A revision's memo must not answer a pod with the answer it gave the same pod chosen otherwise:
+// the reasons and the status say how it was chosen.
+func TestMemoKeepsSelectionsApart(t *testing.T) {
+	set := twoRevisions(t, revisions.StaticTags{})
+	a := fixture.Admission(pod(`"istio.io/rev":"1-32"`), "unlabeled", "")
+	byLabel, err := set.Inject(t.Context(), a)
+	if err != nil || byLabel.Patch == nil {
+		t.Fatalf("by label: %+v, %v", byLabel, err)
+	}
+	forced, err := set.Forced("1-32").Inject(t.Context(), a)
+	if err != nil || forced.Selection.Label["on"] != "command line" || !strings.HasPrefix(forced.Decision.Reasons[0], "--revision 1-32") {
+		t.Fatalf("the same pod chosen by --revision was answered from the memo of its label's choice: %q, %v", forced.Decision.Reasons, err)
+	}
+}
+
+func TestRouterRefusesAnAnswerOfTheWrongShape(t *testing.T) {
+	r, err := revisions.NewRouter(t.Context(), "bad.rego", []byte("package revisions\n\nselection := \"1-31\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Select(t.Context(), revisions.Input{}); err == nil || !strings.Contains(err.Error(), "is not {revision") {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := revisions.NewRouter(t.Context(), "broken.rego", []byte("package revisions\nselection :=")); err == nil {
+		t.Fatal("a module that does not parse was compiled")
+	}
+}
+
+func decode(tb testing.TB, raw []byte) map[string]any {
+	tb.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}

@@ -1,0 +1,56 @@
+# Tests for how the mutating decision reads the revision the engine chose (input.revision).
+package injector.revision_test
+
+import data.injector.mutate
+import data.injector.mutate_test
+
+chosen(namespace_labels, pod_labels, revision) := object.union(
+	mutate_test.pod_input(namespace_labels, {"labels": pod_labels}, mutate_test.app),
+	{"revision": revision},
+)
+
+canary_by_namespace := {"name": "1-32", "tag": "canary", "label": {"on": "namespace", "key": "istio.io/rev", "value": "canary"}}
+
+test_namespace_revision_label_enables_injection if {
+	d := mutate.decision with input as chosen({"istio.io/rev": "canary"}, {}, canary_by_namespace)
+	d.inject
+	d.reasons[0] == `namespace "team-a" label istio.io/rev="canary" selects revision 1-32 through tag canary`
+	d.values.revisionName == "1-32"
+}
+
+test_pod_revision_label_enables_injection if {
+	d := mutate.decision with input as chosen({}, {"rego-injector.io/rev": "1-32"}, {"name": "1-32", "tag": "", "label": {"on": "pod", "key": "rego-injector.io/rev", "value": "1-32"}})
+	d.inject
+	d.reasons[0] == `pod label rego-injector.io/rev="1-32" selects revision 1-32`
+}
+
+test_forced_revision_enables_injection if {
+	d := mutate.decision with input as chosen({}, {}, {"name": "1-32", "tag": "", "label": {"on": "command line", "key": "--revision", "value": "1-32"}})
+	d.inject
+	d.reasons[0] == "--revision 1-32 selects revision 1-32"
+}
+
+test_opt_out_beats_the_revision_label if {
+	d := mutate.decision with input as chosen({"istio.io/rev": "canary"}, {"sidecar.istio.io/inject": "false"}, canary_by_namespace)
+	not d.inject
+	d.code == "opted_out"
+}
+
+test_default_tag_without_a_label_is_not_enabled if {
+	d := mutate.decision with input as chosen({}, {}, {"name": "default", "tag": ""})
+	not d.inject
+	d.code == "namespace_not_enabled"
+}
+
+test_switch_label_reason_and_revision_name if {
+	d := mutate.decision with input as chosen({"istio-injection": "enabled"}, {}, {"name": "1-31", "tag": "default"})
+	d.inject
+	d.reasons[0] == `namespace "team-a" is labelled istio-injection=enabled`
+	d.values.revisionName == "1-31"
+}
+
+test_disabled_switch_wins_over_a_revision_label if {
+	d := mutate.decision with input as chosen({"istio-injection": "disabled"}, {}, {"name": "default", "tag": ""})
+	not d.inject
+	d.code == "namespace_disabled"
+}
