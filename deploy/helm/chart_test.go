@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -333,6 +334,8 @@ func TestBundles(t *testing.T) {
 		"https://bundles.example.com/team-a.tar.gz",
 		"/etc/rego-injector/bundles/local/bundle.tar.gz",
 		"/etc/rego-injector/bundles/tree",
+		"canary=oci://registry.example.com/policies/rego-injector:v2",
+		"1-32=oci://registry.example.com/policies/rego-injector:v3",
 	}
 	if !slices.Equal(bundles, want) {
 		t.Errorf("--bundle %v, want %v", bundles, want)
@@ -345,6 +348,11 @@ func TestBundles(t *testing.T) {
 	}
 	if v, _ := env(c, "DOCKER_CONFIG"); v != "/etc/rego-injector/registry" {
 		t.Errorf("DOCKER_CONFIG %q", v)
+	}
+	var tags corev1.ConfigMap
+	r.get(t, "ConfigMap/rego-injector-tags", &tags)
+	if !maps.Equal(tags.Data, map[string]string{"prod": "default", "next": "canary"}) {
+		t.Errorf("tags ConfigMap: %v", tags.Data)
 	}
 	var cm corev1.ConfigMap
 	r.get(t, "ConfigMap/rel-rego-injector-bundle-config", &cm)
