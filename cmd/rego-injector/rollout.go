@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/rego-injector/rego-injector/engine/audit"
+	"github.com/rego-injector/rego-injector/engine/rollout"
+)
+
+func rolloutCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("rollout", flag.ContinueOnError)
+	kubeconfig := fs.String("kubeconfig", "", "the cluster (default $KUBECONFIG, or the pod's service account in a cluster)")
+	namespace := fs.String("namespace", "", "restart only the workloads of this namespace (default: all)")
+	maxUnavailable := fs.Int("max-unavailable", 1, "how many workloads restart at once")
+	timeout := fs.Duration("timeout", 10*time.Minute, "how long each workload may take to roll out and be ready before the rollout stops")
+	confirm := fs.Bool("confirm", false, "restart the workloads; without it, print what would be done and change nothing")
+	var e engineFlags
+	e.register(fs)
+	// The engine flags may define --revision themselves (named revisions); rollout needs it either way.
+	if fs.Lookup("revision") == nil {
+		fs.String("revision", "", "the revision whose pods to bring up to date (required)")
+	}
+	if err := parse(fs, args, stderr); err != nil {
+		return err
+	}
+	revision := fs.Lookup("revision").Value.String()
+	switch {
+	case revision == "":
+		return fmt.Errorf("%w: --revision is required", errUsage)
+	case *maxUnavailable < 1:
+		return fmt.Errorf("%w: --max-unavailable %d: want 1 or more", errUsage, *maxUnavailable)
+	case *timeout <= 0:
+		return fmt.Errorf("%w: --timeout %s: want a positive duration", errUsage, *timeout)
+	}
+	log, err := newLogger(stderr, e.logLevel)
+	if err != nil {
+		return err
+	}
+	cs, err := kubeClient(*kubeconfig)
+	if err != nil {
+		return err
+	}
+	if cs == nil {
+		return fmt.Errorf("%w: rollout needs a cluster: give --kubeconfig or set $KUBECONFIG", errUsage)
+	}
+	ns, err := syncedNamespaces(ctx, cs, log)
+	if err != nil {
+		return err
+	}
+	inj, err := e.injector(ctx, ns, log)
+	if err != nil {
+		return err
+	}
+	r, err := audit.RunCluster(ctx, inj, cs, *namespace)
+	if err != nil {
+		return err
+	}
+	findings := selectFindings(r, revision)
+	judged := 0
+	for _, n := range r.Pods {
+		judged += n
+	}
+	fmt.Fprintf(stdout, "%d pods judged by revision %s; %d to bring up to date\n", judged, r.Revision, len(findings))
+	res, err := rollout.Run(ctx, cs, rollout.NewPlan(findings), rollout.Options{
+		MaxUnavailable: *maxUnavailable,
+		Timeout:        *timeout,
+		Confirm:        *confirm,
+		Out:            stdout,
+		Log:            log,
+	})
+	if err != nil {
+		return err
+	}
+	if !*confirm && len(res.Pending) > 0 {
+		fmt.Fprintln(stdout, "run again with --confirm to restart them")
+	}
+	return nil
+}
+
+// selectFindings picks the findings of revision's pods that a restart brings up to date: pods
+// injected at another revision, without their sidecar, or with another variant than policy picks.
+// It does not look at revision yet: every such finding of the report is kept.
+func selectFindings(r audit.Report, revision string) []audit.Finding {
+	var out []audit.Finding
+	for _, f := range r.Findings {
+		switch f.State {
+		case audit.StateOutdated, audit.StateMissing, audit.StateVariant:
+			out = append(out, f)
+		}
+	}
+	return out
+}
