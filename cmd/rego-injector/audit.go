@@ -38,7 +38,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	inj, err := e.revisionSet(ctx, ns, log)
+	inj, err := e.revisionSet(ctx, ns, cs, log)
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,10 @@ Usage:
                                           text, JSON or JUnit XML; exit 1 when policy refuses one
   rego-injector audit   [flags]           list the cluster's pods that disagree with policy now: no sidecar
                                           where one belongs, one too many, an older revision or variant
+  rego-injector rollout --revision R [flags]
+                                          restart the workloads whose pods audit finds out of date for
+                                          revision R, one at a time, each once the last is ready;
+                                          a dry run unless --confirm
   rego-injector certs   [flags]           make the webhook's CA and serving certificate: a TLS Secret,
                                           and the caBundle of the webhook configurations
   rego-injector version                   print the version
@@ -59,6 +63,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = checkCmd(ctx, args[1:], stdin, stdout, stderr)
 	case "audit":
 		err = auditCmd(ctx, args[1:], stdout, stderr)
+	case "rollout":
+		err = rolloutCmd(ctx, args[1:], stdout, stderr)
 	case "certs":
 		err = certsCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version":

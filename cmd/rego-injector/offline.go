@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 
+	"k8s.io/client-go/kubernetes"
+
 	"github.com/rego-injector/rego-injector/engine/cluster"
 	"github.com/rego-injector/rego-injector/engine/injector"
 	"github.com/rego-injector/rego-injector/engine/manifest"
@@ -41,11 +43,11 @@ func (o *offlineFlags) processor(ctx context.Context, stderr io.Writer) (*manife
 	if err != nil {
 		return nil, err
 	}
-	ns, err := offlineNamespaces(ctx, o.kubeconfig, o.labels, log)
+	ns, cs, err := offlineNamespaces(ctx, o.kubeconfig, o.labels, log)
 	if err != nil {
 		return nil, err
 	}
-	set, err := o.engine.revisionSet(ctx, ns, log, injector.WithOfflineUser(o.as, o.asGroups))
+	set, err := o.engine.revisionSet(ctx, ns, cs, log, injector.WithOfflineUser(o.as, o.asGroups))
 	if err != nil {
 		return nil, err
 	}
@@ -63,6 +65,9 @@ func (o *offlineFlags) input(stdin io.Reader) (io.ReadCloser, error) {
 	return os.Open(o.file)
 }
 
+// defaultInjectorNamespace is where deploy/ and the chart's usual release put the injector.
+const defaultInjectorNamespace = "rego-injector-system"
+
 // engineFlags are the flags of every command that runs the injector outside serve.
 type engineFlags struct {
 	ownNamespace, logLevel string
@@ -74,14 +79,16 @@ type engineFlags struct {
 func (e *engineFlags) register(fs *flag.FlagSet) {
 	e.bundles.register(fs, false)
 	fs.StringVar(&e.revision, "revision", "", "answer with this revision (or the revision this tag points at) whatever the pods' and namespaces' labels choose; absent: as the webhook chooses")
-	fs.Var(&e.tags, "tag", "TAG=REVISION: a tag, as the tags ConfigMap holds it in a cluster (repeatable)")
+	fs.Var(&e.tags, "tag", "TAG=REVISION: a tag, as the tags ConfigMap holds it in a cluster (repeatable; absent with a cluster: the cluster's tags)")
 	fs.StringVar(&e.ownNamespace, "injector-namespace", os.Getenv("POD_NAMESPACE"), "the namespace the webhook runs in, as serve's --injector-namespace (policy never injects it)")
 	fs.StringVar(&e.logLevel, "log-level", "warn", "debug, info, warn or error")
 }
 
 // revisions loads each revision's bundles and activates them, each in an injector reading
 // namespaces from ns, behind the router; with --revision, that revision answers every pod.
-func (e *engineFlags) revisionSet(ctx context.Context, ns cluster.Namespaces, log *slog.Logger, opts ...injector.Option) (*revisions.Set, error) {
+// The tags are --tag's, else, with a cluster (cs), those of its tags ConfigMap in the injector's
+// namespace (rego-injector-system unless --injector-namespace says otherwise).
+func (e *engineFlags) revisionSet(ctx context.Context, ns cluster.Namespaces, cs kubernetes.Interface, log *slog.Logger, opts ...injector.Option) (*revisions.Set, error) {
 	named, err := e.bundles.named()
 	if err != nil {
 		return nil, err
@@ -89,6 +96,15 @@ func (e *engineFlags) revisionSet(ctx context.Context, ns cluster.Namespaces, lo
 	tags, err := parseTags(e.tags)
 	if err != nil {
 		return nil, err
+	}
+	if len(e.tags) == 0 && cs != nil {
+		where := e.ownNamespace
+		if where == "" {
+			where = defaultInjectorNamespace
+		}
+		if tags, err = revisions.ReadTags(ctx, cs, where); err != nil {
+			return nil, err
+		}
 	}
 	revs := map[string]*injector.Injector{}
 	for name, specs := range named {

@@ -20,14 +20,14 @@ func rolloutCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	confirm := fs.Bool("confirm", false, "restart the workloads; without it, print what would be done and change nothing")
 	var e engineFlags
 	e.register(fs)
-	// The engine flags may define --revision themselves (named revisions); rollout needs it either way.
-	if fs.Lookup("revision") == nil {
-		fs.String("revision", "", "the revision whose pods to bring up to date (required)")
-	}
+	fs.Lookup("revision").Usage = "the revision whose pods to bring up to date: those its labels and tags choose now (required)"
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
-	revision := fs.Lookup("revision").Value.String()
+	// Here --revision picks the pods to restart; the audit chooses each pod's revision as the
+	// webhook does.
+	revision := e.revision
+	e.revision = ""
 	switch {
 	case revision == "":
 		return fmt.Errorf("%w: --revision is required", errUsage)
@@ -51,7 +51,7 @@ func rolloutCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	inj, err := e.injector(ctx, ns, log)
+	inj, err := e.revisionSet(ctx, ns, cs, log)
 	if err != nil {
 		return err
 	}
@@ -64,7 +64,7 @@ func rolloutCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	for _, n := range r.Pods {
 		judged += n
 	}
-	fmt.Fprintf(stdout, "%d pods judged by revision %s; %d to bring up to date\n", judged, r.Revision, len(findings))
+	fmt.Fprintf(stdout, "%d pods judged; %d of revision %s to bring up to date\n", judged, len(findings), revision)
 	res, err := rollout.Run(ctx, cs, rollout.NewPlan(findings), rollout.Options{
 		MaxUnavailable: *maxUnavailable,
 		Timeout:        *timeout,
@@ -81,12 +81,15 @@ func rolloutCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return nil
 }
 
-// selectFindings picks the findings of revision's pods that a restart brings up to date: pods
-// injected at another revision, without their sidecar, or with another variant than policy picks.
-// It does not look at revision yet: every such finding of the report is kept.
+// selectFindings picks the findings that a restart brings up to date and that revision would
+// inject now: pods injected at another bundle revision (or by another revision), without their
+// sidecar, or with another variant than policy picks.
 func selectFindings(r audit.Report, revision string) []audit.Finding {
 	var out []audit.Finding
 	for _, f := range r.Findings {
+		if f.Want.Rev != revision {
+			continue
+		}
 		switch f.State {
 		case audit.StateOutdated, audit.StateMissing, audit.StateVariant:
 			out = append(out, f)

@@ -14,10 +14,10 @@ func TestRolloutUsage(t *testing.T) {
 	t.Setenv("KUBERNETES_SERVICE_HOST", "")
 	for _, args := range [][]string{
 		{},
-		{"--revision", "default-2", "--max-unavailable", "0"},
-		{"--revision", "default-2", "--timeout", "0s"},
-		{"--revision", "default-2", "extra"},
-		{"--revision", "default-2"}, // no cluster
+		{"--revision", "default", "--max-unavailable", "0"},
+		{"--revision", "default", "--timeout", "0s"},
+		{"--revision", "default", "extra"},
+		{"--revision", "default"}, // no cluster
 	} {
 		var out, errOut bytes.Buffer
 		if err := rolloutCmd(t.Context(), args, &out, &errOut); !errors.Is(err, errUsage) {
@@ -28,14 +28,16 @@ func TestRolloutUsage(t *testing.T) {
 
 func TestSelectFindings(t *testing.T) {
 	var r audit.Report
-	for _, s := range audit.States {
-		r.Findings = append(r.Findings, audit.Finding{Pod: string(s), State: s})
+	for _, rev := range []string{"1-31", "1-32"} {
+		for _, s := range audit.States {
+			r.Findings = append(r.Findings, audit.Finding{Pod: rev + "/" + string(s), State: s, Want: audit.Injection{Rev: rev}})
+		}
 	}
 	var got []string
-	for _, f := range selectFindings(r, "default-2") {
+	for _, f := range selectFindings(r, "1-32") {
 		got = append(got, f.Pod)
 	}
-	if want := []string{"missing", "outdated", "variant"}; !slices.Equal(got, want) {
+	if want := []string{"1-32/missing", "1-32/outdated", "1-32/variant"}; !slices.Equal(got, want) {
 		t.Errorf("selected %v, want %v", got, want)
 	}
 }

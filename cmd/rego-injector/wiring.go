@@ -220,18 +220,19 @@ func syncedNamespaces(ctx context.Context, cs kubernetes.Interface, log *slog.Lo
 }
 
 // offlineNamespaces is the namespace source of the offline commands: the cluster when kubeconfig is
-// given, else the labels given on the command line.
-func offlineNamespaces(ctx context.Context, kubeconfig, labels string, log *slog.Logger) (cluster.Namespaces, error) {
+// given (with its client), else the labels given on the command line (and a nil client).
+func offlineNamespaces(ctx context.Context, kubeconfig, labels string, log *slog.Logger) (cluster.Namespaces, kubernetes.Interface, error) {
 	if kubeconfig != "" {
 		cs, err := kubeClient(kubeconfig)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return syncedNamespaces(ctx, cs, log)
+		ns, err := syncedNamespaces(ctx, cs, log)
+		return ns, cs, err
 	}
 	l, err := cluster.ParseLabels(labels)
 	if err != nil {
-		return nil, fmt.Errorf("%w: --namespace-labels: %w", errUsage, err)
+		return nil, nil, fmt.Errorf("%w: --namespace-labels: %w", errUsage, err)
 	}
-	return cluster.Static{Labels: l}, nil
+	return cluster.Static{Labels: l}, nil, nil
 }

@@ -2,12 +2,14 @@ package revisions
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"maps"
 	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/informers"
@@ -65,3 +67,16 @@ func (t *LiveTags) Tags() map[string]string { return *t.current.Load() }
 
 // Synced implements Tags: true once the informer has listed the ConfigMap (or its absence).
 func (t *LiveTags) Synced() bool { return t.synced() }
+
+// ReadTags reads the tags ConfigMap of namespace once, for the commands that run outside the
+// server; a missing ConfigMap is no tags.
+func ReadTags(ctx context.Context, client kubernetes.Interface, namespace string) (StaticTags, error) {
+	cm, err := client.CoreV1().ConfigMaps(namespace).Get(ctx, TagsConfigMap, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return StaticTags{}, nil
+	case err != nil:
+		return nil, fmt.Errorf("read the tags: %w", err)
+	}
+	return StaticTags(maps.Clone(cm.Data)), nil
+}

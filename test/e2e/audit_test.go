@@ -142,6 +142,9 @@ func writeBundle(dir, rev string, edit func(config map[string]any)) error {
 	}
 	policies := filepath.Join("..", "..", "policies")
 	err := filepath.WalkDir(policies, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() && d.Name() == "revisions" {
+			return filepath.SkipDir // the selection policy, which no bundle carries
+		}
 		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".rego") || strings.HasSuffix(path, "_test.rego") {
 			return err
 		}
