@@ -36,6 +36,26 @@ func startInjector(ctx context.Context, c *cluster, bin, dir string) (*injectorP
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
+	// The default bundle, with enforcement modes for the namespaces of TestEnforcementModes.
+	bundle := filepath.Join(dir, "bundle")
+	err := writeBundle(bundle, "default-1", func(config map[string]any) {
+		config["enforcement"].(map[string]any)["namespaces"] = map[string]any{
+			"modes-warn":   map[string]any{"proxy_uid": "warn"},
+			"modes-dryrun": map[string]any{"proxy_uid": "dryrun"},
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return startServe(c, bin, dir, "--bundle", bundle, "--audit-interval", "1s")
+}
+
+// startServe runs `rego-injector serve` with args, a serving certificate for 127.0.0.1 and the
+// cluster's namespaces, writing into dir, and waits until it is ready.
+func startServe(c *cluster, bin, dir string, args ...string) (*injectorProcess, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
 	ca, err := newAuthority("e2e webhook CA")
 	if err != nil {
 		return nil, err
@@ -52,25 +72,12 @@ func startInjector(ctx context.Context, c *cluster, bin, dir string) (*injectorP
 		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	// The default bundle, with enforcement modes for the namespaces of TestEnforcementModes.
-	bundle := filepath.Join(dir, "bundle")
-	err = writeBundle(bundle, "default-1", func(config map[string]any) {
-		config["enforcement"].(map[string]any)["namespaces"] = map[string]any{
-			"modes-warn":   map[string]any{"proxy_uid": "warn"},
-			"modes-dryrun": map[string]any{"proxy_uid": "dryrun"},
-		}
-	})
-	if err != nil {
-		return nil, err
-	}
-	p, err := start(dir, "rego-injector", cleanEnv(), bin, "serve",
+	p, err := start(dir, "rego-injector", cleanEnv(), bin, append([]string{"serve",
 		"--listen", addr,
-		"--bundle", bundle,
 		"--tls-cert-file", filepath.Join(dir, "tls.crt"), "--tls-key-file", filepath.Join(dir, "tls.key"),
 		"--kubeconfig", c.Kubeconfig,
 		"--injector-namespace", "rego-injector-system",
-		"--audit-interval", "1s",
-		"--log-level", "info")
+		"--log-level", "info"}, args...)...)
 	if err != nil {
 		return nil, err
 	}
