@@ -182,7 +182,7 @@ namespace_not_enabled_reason := sprintf(
 ) if {
 	lib.namespace_switch
 } else := sprintf(
-	"namespace %q is not labelled %s (its label istio.io/rev=%q would select an Istio revision: this injector serves one bundle revision and does not read the label)",
+	"namespace %q is not labelled %s (its label istio.io/rev=%q names a revision, but no revision selection reached this policy: input.revision is absent)",
 	[lib.namespace_name, enabling_labels, lib.namespace_labels["istio.io/rev"]],
 ) if {
 	is_string(lib.namespace_labels["istio.io/rev"])

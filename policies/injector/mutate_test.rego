@@ -245,10 +245,10 @@ test_istio_status_beside_ours_is_ours if {
 	mutate.decision.inject with input as pod
 }
 
-# Istio's revision label is not read (one bundle revision is served), and the reason says so.
+# Without the engine's revision selection (input.revision), Istio's revision label is not read, and the reason says so.
 test_istio_revision_label_is_named if {
 	d := mutate.decision with input as in_namespace({"istio.io/rev": "1-28"})
-	d.reasons == [`namespace "team-a" is not labelled istio-injection=enabled or rego-injector.io/inject=enabled (its label istio.io/rev="1-28" would select an Istio revision: this injector serves one bundle revision and does not read the label)`]
+	d.reasons == [`namespace "team-a" is not labelled istio-injection=enabled or rego-injector.io/inject=enabled (its label istio.io/rev="1-28" names a revision, but no revision selection reached this policy: input.revision is absent)`]
 }
 
 # --- init containers before the proxy ----------------------------------------------------------------
