@@ -92,6 +92,7 @@ func (w *Webhooks) mutate(ctx context.Context, req *admission.Request) *admissio
 	took := time.Since(start)
 	served := servedBy(res)
 	w.logDecision("injector/mutate/decision", req, served, res.Decision, err, took)
+	a.Selection = res.Selection // the shadow answers as the revision chosen for the pod
 	w.compareShadow(a, res, err)
 	if err != nil {
 		w.metrics.Admission("inject", metrics.ResultError, "", "", served.name, took)
