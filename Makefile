@@ -150,6 +150,7 @@ fuzz: ## fuzz the decoders that read network input, $(FUZZTIME) each
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./engine/admission
 	$(GO) test -run '^$$' -fuzz '^FuzzInject$$' -fuzztime $(FUZZTIME) ./engine/injector
 	$(GO) test -run '^$$' -fuzz '^FuzzCreate$$' -fuzztime $(FUZZTIME) ./engine/patch
+	$(GO) test -run '^$$' -fuzz '^FuzzPodMeta$$' -fuzztime $(FUZZTIME) ./engine/revisions
 
 clean: ## remove build outputs
 	rm -rf bin build

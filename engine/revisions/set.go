@@ -6,9 +6,10 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
-	gojson "github.com/goccy/go-json"
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/rego-injector/rego-injector/engine/cluster"
 	"github.com/rego-injector/rego-injector/engine/injector"
@@ -33,7 +34,10 @@ func (StaticTags) Synced() bool { return true }
 // Set is the revisions served, each an injector with its own bundle, memo and reloader, and the
 // router that picks one per admission. It is safe for concurrent use.
 type Set struct {
-	router     *Router
+	router *Router
+	// selections remembers the router's answers by everything they depend on (selectionKey): the
+	// pods of one namespace mostly share one.
+	selections *lru.Cache[string, injector.Selection]
 	revisions  map[string]*injector.Injector
 	names      []string
 	tags       Tags
@@ -41,12 +45,16 @@ type Set struct {
 	forced     string
 }
 
+// selectionMemo is how many distinct selections a Set remembers: a few per namespace.
+const selectionMemo = 4096
+
 // NewSet serves revisions (by name) with tags, looking namespaces up in ns.
 func NewSet(router *Router, revisions map[string]*injector.Injector, tags Tags, ns cluster.Namespaces) *Set {
 	if tags == nil {
 		tags = StaticTags{}
 	}
-	return &Set{router: router, revisions: revisions, names: slices.Sorted(maps.Keys(revisions)), tags: tags, namespaces: ns}
+	selections, _ := lru.New[string, injector.Selection](selectionMemo) // only a size <= 0 fails
+	return &Set{router: router, selections: selections, revisions: revisions, names: slices.Sorted(maps.Keys(revisions)), tags: tags, namespaces: ns}
 }
 
 // Forced returns a copy of s where name (a revision or a tag) answers every pod, whatever its
@@ -85,16 +93,10 @@ func (s *Set) Status() map[string]any {
 // Select chooses the revision that answers a, and returns a with the namespace and the selection
 // filled in; the injector is nil when no served revision answers it.
 func (s *Set) Select(ctx context.Context, a injector.Admission) (injector.Admission, *injector.Injector, error) {
-	var pod struct {
-		Metadata struct {
-			Namespace string            `json:"namespace"`
-			Labels    map[string]string `json:"labels"`
-		} `json:"metadata"`
-	}
-	_ = gojson.Unmarshal(a.Raw, &pod) // a pod that does not decode is refused by the injector, with the reason
+	podNamespace, podLabels := podMeta(a.Raw)
 	name := a.Request.Namespace
 	if name == "" {
-		name = pod.Metadata.Namespace
+		name = podNamespace
 	}
 	if name == "" {
 		name = "default"
@@ -103,15 +105,56 @@ func (s *Set) Select(ctx context.Context, a injector.Admission) (injector.Admiss
 	if err != nil {
 		return a, nil, fmt.Errorf("look up the pod's namespace: %w", err)
 	}
-	sel, err := s.router.Select(ctx, Input{
-		Namespace: ns.Name, NamespaceLabs: ns.Labels, PodLabels: pod.Metadata.Labels,
+	in := Input{
+		Namespace: ns.Name, NamespaceLabs: ns.Labels, PodLabels: podLabels,
 		Revisions: s.names, Tags: s.tags.Tags(), Forced: s.forced,
-	})
-	if err != nil {
-		return a, nil, err
+	}
+	key := selectionKey(in)
+	sel, ok := s.selections.Get(key)
+	if !ok {
+		if sel, err = s.router.Select(ctx, in); err != nil {
+			return a, nil, err
+		}
+		s.selections.Add(key, sel)
 	}
 	a.Namespace, a.Selection = &ns, &sel
 	return a, s.revisions[sel.Name], nil
+}
+
+// selectionKey is everything of in the selection policy reads: the namespace's name, its switch
+// and revision labels, the pod's revision labels, the tags, the revisions served and --revision.
+// The selection policy must read nothing else (policies/revisions/selection.rego says so).
+func selectionKey(in Input) string {
+	var b strings.Builder
+	field := func(s string) {
+		b.WriteString(strconv.Itoa(len(s)))
+		b.WriteByte(':')
+		b.WriteString(s)
+	}
+	label := func(labels map[string]string, key string) {
+		if v, ok := labels[key]; ok {
+			field(v)
+		} else {
+			b.WriteByte('-')
+		}
+	}
+	field(in.Forced)
+	field(in.Namespace)
+	for _, key := range []string{"istio-injection", "rego-injector.io/inject", RevLabel, IstioRevLabel} {
+		label(in.NamespaceLabs, key)
+	}
+	for _, key := range []string{RevLabel, IstioRevLabel} {
+		label(in.PodLabels, key)
+	}
+	for _, tag := range slices.Sorted(maps.Keys(in.Tags)) {
+		field(tag)
+		field(in.Tags[tag])
+	}
+	b.WriteByte('|')
+	for _, name := range in.Revisions {
+		field(name)
+	}
+	return b.String()
 }
 
 // Inject answers a with the revision its labels choose. A pod whose labels name no served

@@ -3,6 +3,8 @@ package revisions_test
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -181,4 +183,25 @@ func decode(tb testing.TB, raw []byte) map[string]any {
 		tb.Fatal(err)
 	}
 	return m
+}
+
+// BenchmarkSelect is what choosing the revision adds to every admission: the pod's labels
+// decoded, the namespace looked up and the selection policy evaluated.
+func BenchmarkSelect(b *testing.B) {
+	for _, name := range []string{"typical", "large"} {
+		b.Run(name, func(b *testing.B) {
+			raw, err := os.ReadFile(filepath.Join("..", "injector", "testdata", "bench", name+".json"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			set := twoRevisions(b, revisions.StaticTags{"prod": "1-31"})
+			a := fixture.Admission(raw, "prod", "")
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, inj, err := set.Select(b.Context(), a); err != nil || inj == nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -4,6 +4,10 @@
 #
 # Input: {"namespace": {"name", "labels"}, "pod": {"labels"}, "revisions": [names served],
 #         "tags": {tag: revision}, "forced": name given on the command line, or absent}
+#
+# The engine remembers answers by the namespace's name, its labels named in switch_keys and
+# rev_keys, the pod's labels named in rev_keys, the tags, the revisions and "forced"
+# (selectionKey in engine/revisions): a rule reading anything else must be added there too.
 package revisions
 
 # The namespace labels that switch injection on or off for the default tag; either on a namespace
