@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/rego-injector/rego-injector/engine/certs"
+	"github.com/rego-injector/rego-injector/engine/registration"
 )
 
 func certsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -31,12 +32,22 @@ func certsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	hosts := fs.String("hosts", "", "further comma-separated names or IP addresses the serving certificate covers")
 	kubeconfig := fs.String("kubeconfig", "", "install into this cluster (absent: in-cluster config when running in a pod)")
 	output := fs.String("secret-file", "", "write the Secret as YAML to this file (- for standard output) instead of installing it; the caBundle goes to standard error")
+	revs := fs.String("revisions", "", "comma-separated revisions whose MutatingWebhookConfiguration (rego-injector-rev-NAME) to create or update, calling the Service with the caBundle")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
 	o.WebhookConfigurations = splitList(*webhooks)
 	o.ExtraHosts = splitList(*hosts)
+	revisionNames := splitList(*revs)
+	for _, r := range revisionNames {
+		if err := registration.ValidateName(r); err != nil {
+			return fmt.Errorf("%w: --revisions: %w", errUsage, err)
+		}
+	}
 	if *output != "" {
+		if len(revisionNames) > 0 {
+			return fmt.Errorf("%w: --revisions writes to a cluster, not with --secret-file", errUsage)
+		}
 		return writeSecret(o, *output, stdout, stderr)
 	}
 	cs, err := kubeClient(*kubeconfig)
@@ -66,6 +77,23 @@ func certsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	for _, p := range res.Patched {
 		fmt.Fprintf(stdout, "%s: caBundle patched\n", p)
+	}
+	if res.RoutingErr != nil {
+		fmt.Fprintf(stderr, "warning: the webhook configurations of revisions and tags were not patched: %v\n", res.RoutingErr)
+	}
+	for _, r := range revisionNames {
+		cfg, err := registration.Configuration(registration.Revision, r, registration.Options{
+			ClientConfig:      registration.ServiceClientConfig(o.Service, o.Namespace, res.CABundle),
+			InjectorNamespace: o.Namespace,
+		})
+		if err != nil {
+			return err
+		}
+		action, err := registration.Apply(ctx, cs, cfg)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "MutatingWebhookConfiguration/%s: %s\n", cfg.Name, action)
 	}
 	return nil
 }

@@ -13,6 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
+
+	"github.com/rego-injector/rego-injector/engine/registration"
 )
 
 // Keys of the TLS Secret. tls.crt and tls.key are what the Deployment mounts; ca.crt and ca.key keep
@@ -34,7 +36,8 @@ type Options struct {
 	// Secret names the TLS Secret, in Namespace.
 	Secret string
 	// WebhookConfigurations names the Mutating- and ValidatingWebhookConfigurations whose every
-	// webhook gets the CA as caBundle. A configuration that does not exist is skipped.
+	// webhook gets the CA as caBundle. A configuration that does not exist is skipped. The
+	// configurations of revisions and tags (registration.Routing) get it too, without being named.
 	WebhookConfigurations []string
 	// Validity of a new serving certificate; the CA lives ten times as long.
 	Validity time.Duration
@@ -65,6 +68,10 @@ type Result struct {
 	PreviousCAUntil time.Time
 	// Patched lists the webhook configurations whose caBundle changed, as kind/name.
 	Patched []string
+	// RoutingErr, when not nil, says why the configurations of revisions and tags, or some of them,
+	// were left alone: the injector's RBAC may not let it list or update them. The named
+	// configurations are patched all the same.
+	RoutingErr error
 	// CertPEM and KeyPEM are the serving certificate and key now in the Secret.
 	CertPEM, KeyPEM []byte
 }
@@ -111,8 +118,15 @@ func build(opts Options, existing *corev1.Secret, now time.Time, mayPromote bool
 // race re-reads the winner's certificate and keeps it.
 func Ensure(ctx context.Context, client kubernetes.Interface, opts Options) (Result, error) {
 	var res Result
+	routing, err := registration.Routing(ctx, client)
+	if apierrors.IsForbidden(err) {
+		routing, res.RoutingErr, err = nil, err, nil
+	}
+	if err != nil {
+		return res, err
+	}
 	secrets := client.CoreV1().Secrets(opts.Namespace)
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		existing, err := secrets.Get(ctx, opts.Secret, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			existing, err = nil, nil
@@ -122,7 +136,7 @@ func Ensure(ctx context.Context, client kubernetes.Interface, opts Options) (Res
 		}
 		mayPromote := true
 		if existing != nil && len(existing.Data[KeyNextCACert]) > 0 {
-			if mayPromote, err = bundlesHold(ctx, client, opts.WebhookConfigurations, existing.Data[KeyNextCACert]); err != nil {
+			if mayPromote, err = bundlesHold(ctx, client, opts.WebhookConfigurations, routing, existing.Data[KeyNextCACert]); err != nil {
 				return err
 			}
 		}
@@ -130,7 +144,7 @@ func Ensure(ctx context.Context, client kubernetes.Interface, opts Options) (Res
 		if err != nil {
 			return err
 		}
-		res = Result{CABundle: Bundle(secret), Issued: issued, CertPEM: secret.Data[KeyCert], KeyPEM: secret.Data[KeyKey]}
+		res = Result{CABundle: Bundle(secret), Issued: issued, CertPEM: secret.Data[KeyCert], KeyPEM: secret.Data[KeyKey], RoutingErr: res.RoutingErr}
 		res.NewCA = existing == nil || !bytes.Equal(existing.Data[KeyCACert], secret.Data[KeyCACert])
 		res.StagedCA = len(secret.Data[KeyNextCACert]) > 0 && (existing == nil || !bytes.Equal(existing.Data[KeyNextCACert], secret.Data[KeyNextCACert]))
 		res.NextCAFrom, _ = time.Parse(time.RFC3339, secret.Annotations[AnnotationNextCAFrom])
@@ -155,6 +169,20 @@ func Ensure(ctx context.Context, client kubernetes.Interface, opts Options) (Res
 	}
 	for _, name := range opts.WebhookConfigurations {
 		patched, err := patchCABundles(ctx, client, name, res.CABundle)
+		if err != nil {
+			return res, err
+		}
+		res.Patched = append(res.Patched, patched...)
+	}
+	for _, name := range routing {
+		if slices.Contains(opts.WebhookConfigurations, name) {
+			continue
+		}
+		patched, err := patchMutatingCABundle(ctx, client, name, res.CABundle)
+		if apierrors.IsForbidden(err) {
+			res.RoutingErr = err
+			continue
+		}
 		if err != nil {
 			return res, err
 		}
@@ -199,14 +227,29 @@ func merge(existing, secret *corev1.Secret) bool {
 	return changed
 }
 
-// bundlesHold reports whether the caBundle of every webhook of the named configurations holds the
-// CA certificate in caPEM. Configurations that do not exist are skipped, as when patching.
-func bundlesHold(ctx context.Context, client kubernetes.Interface, names []string, caPEM []byte) (bool, error) {
+// bundlesHold reports whether the caBundle of every webhook of the named configurations, and of
+// the MutatingWebhookConfigurations named in routing, holds the CA certificate in caPEM.
+// Configurations that do not exist are skipped, as when patching.
+func bundlesHold(ctx context.Context, client kubernetes.Interface, names, routing []string, caPEM []byte) (bool, error) {
 	want := parseCerts(caPEM)
 	if len(want) == 0 {
 		return true, nil
 	}
 	holds := func(bundle []byte) bool { return slices.ContainsFunc(parseCerts(bundle), want[0].Equal) }
+	for _, name := range routing {
+		m, err := client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("read MutatingWebhookConfiguration %s: %w", name, err)
+		}
+		for _, w := range m.Webhooks {
+			if !holds(w.ClientConfig.CABundle) {
+				return false, nil
+			}
+		}
+	}
 	for _, name := range names {
 		m, err := client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, name, metav1.GetOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
@@ -236,6 +279,29 @@ func bundlesHold(ctx context.Context, client kubernetes.Interface, names []strin
 
 // patchCABundles sets caBundle on every webhook of the configurations called name.
 func patchCABundles(ctx context.Context, client kubernetes.Interface, name string, ca []byte) ([]string, error) {
+	patched, err := patchMutatingCABundle(ctx, client, name, ca)
+	if err != nil {
+		return nil, err
+	}
+	validating := client.AdmissionregistrationV1().ValidatingWebhookConfigurations()
+	changed, err := setCABundle(ctx, name, ca, validating.Get, validating.Update, func(c *admissionregistrationv1.ValidatingWebhookConfiguration) []*admissionregistrationv1.WebhookClientConfig {
+		out := make([]*admissionregistrationv1.WebhookClientConfig, len(c.Webhooks))
+		for i := range c.Webhooks {
+			out[i] = &c.Webhooks[i].ClientConfig
+		}
+		return out
+	})
+	if err != nil {
+		return nil, fmt.Errorf("patch caBundle of ValidatingWebhookConfiguration %s: %w", name, err)
+	}
+	if changed {
+		patched = append(patched, "ValidatingWebhookConfiguration/"+name)
+	}
+	return patched, nil
+}
+
+// patchMutatingCABundle sets caBundle on every webhook of the MutatingWebhookConfiguration name.
+func patchMutatingCABundle(ctx context.Context, client kubernetes.Interface, name string, ca []byte) ([]string, error) {
 	var patched []string
 	mutating := client.AdmissionregistrationV1().MutatingWebhookConfigurations()
 	changed, err := setCABundle(ctx, name, ca, mutating.Get, mutating.Update, func(c *admissionregistrationv1.MutatingWebhookConfiguration) []*admissionregistrationv1.WebhookClientConfig {
@@ -250,20 +316,6 @@ func patchCABundles(ctx context.Context, client kubernetes.Interface, name strin
 	}
 	if changed {
 		patched = append(patched, "MutatingWebhookConfiguration/"+name)
-	}
-	validating := client.AdmissionregistrationV1().ValidatingWebhookConfigurations()
-	changed, err = setCABundle(ctx, name, ca, validating.Get, validating.Update, func(c *admissionregistrationv1.ValidatingWebhookConfiguration) []*admissionregistrationv1.WebhookClientConfig {
-		out := make([]*admissionregistrationv1.WebhookClientConfig, len(c.Webhooks))
-		for i := range c.Webhooks {
-			out[i] = &c.Webhooks[i].ClientConfig
-		}
-		return out
-	})
-	if err != nil {
-		return nil, fmt.Errorf("patch caBundle of ValidatingWebhookConfiguration %s: %w", name, err)
-	}
-	if changed {
-		patched = append(patched, "ValidatingWebhookConfiguration/"+name)
 	}
 	return patched, nil
 }

@@ -20,6 +20,8 @@ type Manager struct {
 	interval time.Duration
 	log      *slog.Logger
 	current  atomic.Pointer[tls.Certificate]
+	// routingWarned: the last round's Result.RoutingErr was logged.
+	routingWarned bool
 }
 
 // NewManager returns a Manager; Start must succeed before it serves.
@@ -71,6 +73,10 @@ func (m *Manager) round(ctx context.Context) error {
 	for _, p := range res.Patched {
 		m.log.Info("caBundle patched", "configuration", p)
 	}
+	if res.RoutingErr != nil && !m.routingWarned {
+		m.log.Warn("the caBundle of the webhook configurations of revisions and tags is not kept", "err", res.RoutingErr)
+	}
+	m.routingWarned = res.RoutingErr != nil
 	m.current.Store(&pair)
 	return nil
 }
