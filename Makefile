@@ -15,7 +15,7 @@ COVERAGE  ?= 90
 SIGNING_KEY ?=
 SIGNING_ALG ?= RS256
 
-.PHONY: help run build image image-push image-test test chart go-test opa-test lint bundle bench load soak faults dashboard-png check-examples fuzz e2e cluster-binaries registry-binary bundle-push clean
+.PHONY: help run build image image-push image-test test chart go-test opa-test lint bundle bench load soak faults load-revisions dashboard-png check-examples fuzz e2e cluster-binaries registry-binary bundle-push clean
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -139,6 +139,12 @@ faults: build bundle ## 150 pods/s while in turn the bundle server hangs, then s
 	@bin=$${REGO_INJECTOR_CLUSTER_BIN:-$$(test/tools/cluster-binaries.sh)} || bin=; \
 	echo "$(if $(shell command -v taskset),taskset -c 1) bin/bench -server $(BIN) -faults -cluster-bin $$bin $(FAULTFLAGS)"; \
 	$(if $(shell command -v taskset),taskset -c 1) bin/bench -server $(BIN) -faults -cluster-bin "$$bin" $(FAULTFLAGS)
+
+load-revisions: build ## 250 distinct pods/s for 30 s in namespaces on tags prod, canary and revision 1-31 while prod moves to 1-32 and 1-31's bundle is swapped; times how soon answers follow (~45 s, REVFLAGS="-rate 150"); exit 1 on a failed admission or a change never seen
+	$(GO) build -o bin/bench ./test/bench
+	@bin=$${REGO_INJECTOR_CLUSTER_BIN:-$$(test/tools/cluster-binaries.sh)} || bin=; \
+	echo "$(if $(shell command -v taskset),taskset -c 1) bin/bench -server $(BIN) -revisions -duration 30s -rate 250 -cluster-bin $$bin $(REVFLAGS)"; \
+	$(if $(shell command -v taskset),taskset -c 1) bin/bench -server $(BIN) -revisions -duration 30s -rate 250 -cluster-bin "$$bin" $(REVFLAGS)
 
 # The figure of docs/observability.md#what-the-dashboard-shows, from the run's own scrapes of /metrics
 # (test/dashboard); build/dashboard-samples.json keeps them: bin/dashboard -replay FILE draws them again.

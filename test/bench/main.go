@@ -12,7 +12,9 @@
 // certificate halfway (soak.go). With -faults it runs rego-injector alone under steady load and
 // injects faults one after another: its bundle server hangs, then serves garbage; the
 // kube-apiserver it reads namespaces from is stopped; its serving certificate is replaced; it gets
-// SIGTERM (faults.go).
+// SIGTERM (faults.go). With -revisions it serves two named revisions with tags from a real
+// kube-apiserver, under load in namespaces on each, and moves a tag and swaps a bundle in the
+// middle, timing how soon the answers follow (revisions.go).
 package main
 
 import (
@@ -62,12 +64,17 @@ func main() {
 	faultRate := flag.Int("fault-rate", 150, "distinct pods per second of the fault run over kept-alive connections (a tenth more, at least 5, each on a new connection)")
 	faultWindow := flag.Duration("fault-window", 15*time.Second, "how long each fault of the fault run lasts (5s to 30s)")
 	shutdownDelay := flag.Duration("shutdown-delay", 5*time.Second, "serve's --shutdown-delay in the fault run (the Deployment sets 5s)")
-	clusterBin := flag.String("cluster-bin", os.Getenv("REGO_INJECTOR_CLUSTER_BIN"), "directory of the etcd and kube-apiserver binaries for the fault run (test/tools/cluster-binaries.sh prints it); without them the apiserver fault is skipped")
+	clusterBin := flag.String("cluster-bin", os.Getenv("REGO_INJECTOR_CLUSTER_BIN"), "directory of the etcd and kube-apiserver binaries for the fault and revisions runs (test/tools/cluster-binaries.sh prints it); without them the apiserver fault is skipped, and the revisions run fails")
 	faultOnly := flag.String("fault-only", "", "comma-separated faults of the fault run to inject, of bundle, apiserver, cert, sigterm (empty: all)")
+	revisionRun := flag.Bool("revisions", false, "instead of the comparison, serve revisions 1-31 and 1-32 with tags prod and canary from a kube-apiserver (-cluster-bin) under -rate distinct pods per second for -duration (20s to 60s) in namespaces on prod, canary and 1-31; a third of the way in move prod to 1-32, 5 s later swap 1-31's bundle; fail on a failed admission or a change never seen")
+	rate := flag.Int("rate", 250, "requests per second of the revisions run, the namespaces together")
 	flag.Parse()
 	*duration = min(*duration, time.Minute)
 	var err error
 	switch {
+	case *revisionRun:
+		err = revisionsRun(revisionsConfig{server: *server, rate: min(max(*rate, 3), 2000), duration: max(*duration, 20*time.Second),
+			clusterBin: *clusterBin, cpu: *cpu})
 	case *faultRun:
 		err = faults(faultConfig{server: *server, rate: min(max(*faultRate, 1), 2000), window: min(max(*faultWindow, 5*time.Second), 30*time.Second),
 			shutdownDelay: min(*shutdownDelay, 30*time.Second), clusterBin: *clusterBin, cpu: *cpu, only: splitList(*faultOnly)})
