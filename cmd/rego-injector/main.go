@@ -28,7 +28,13 @@ Usage:
                                           revision R, one at a time, each once the last is ready;
                                           a dry run unless --confirm
   rego-injector certs   [flags]           make the webhook's CA and serving certificate: a TLS Secret,
-                                          and the caBundle of the webhook configurations
+                                          the caBundle of the webhook configurations (revisions' and
+                                          tags' too); --revisions writes revisions' configurations
+  rego-injector tag set|list|remove|generate TAG [flags]
+                                          point tags at revisions: the tags ConfigMap and the tag's
+                                          webhook configuration
+  rego-injector precheck [flags]          find webhook entries (ours, Istio's) that one pod reaches
+                                          together, with a witness; exit 1 when there is one
   rego-injector version                   print the version
 
 Run "rego-injector COMMAND -h" for a command's flags. Every flag can also be set from the
@@ -65,6 +71,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = auditCmd(ctx, args[1:], stdout, stderr)
 	case "rollout":
 		err = rolloutCmd(ctx, args[1:], stdout, stderr)
+	case "precheck":
+		err = precheckCmd(ctx, args[1:], stdout, stderr)
+	case "tag":
+		err = tagCmd(ctx, args[1:], stdout, stderr)
 	case "certs":
 		err = certsCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
