@@ -76,11 +76,21 @@ selection := object.union(
 	{
 		"revision": resolved.revision,
 		"tag": resolved.tag,
-		"reasons": [choice.reason, resolved.reason],
+		"reasons": reasons,
 		"warnings": array.concat(ignored_warnings, resolved.warnings),
 	},
 	{"label": choice.label | choice.label},
 )
+
+# The reasons worth adding to the served revision's own: why no revision answers; or, when the
+# default tag led to a revision, which. A revision label that chose is named by the revision's
+# policy (input.revision.label), and a lone default revision needs no explaining.
+reasons := [choice.reason, resolved.reason] if {
+	resolved.revision == ""
+} else := [resolved.reason] if {
+	not choice.label
+	resolved.tag != ""
+} else := []
 
 resolved := {"revision": rev, "tag": choice.name, "reason": sprintf("tag %s points at revision %s", [choice.name, rev]), "warnings": []} if {
 	rev := tags[choice.name]

@@ -19,14 +19,14 @@ test_unlabelled_namespace_gets_the_default_revision if {
 	s.tag == ""
 	not s.label
 	s.warnings == []
-	s.reasons[0] == `neither namespace "shop" nor the pod names a revision: the default tag`
+	s.reasons == [] # a lone default revision needs no explaining
 }
 
 test_default_tag_moves_istio_injection if {
 	s := sel({"istio-injection": "enabled"}, {}, {"default": "1-31"})
 	s.revision == "1-31"
 	s.tag == "default"
-	s.reasons == [`namespace "shop" is labelled istio-injection="enabled": the default tag`, "tag default points at revision 1-31"]
+	s.reasons == ["tag default points at revision 1-31"]
 }
 
 test_disabled_switch_still_goes_to_the_default_tag_whose_policy_skips if {
@@ -79,7 +79,7 @@ test_pod_label_in_unlabelled_namespace if {
 	s.revision == "1-32"
 	s.tag == "canary"
 	s.label == {"on": "pod", "key": "istio.io/rev", "value": "canary"}
-	s.reasons[0] == `pod label istio.io/rev="canary"`
+	s.reasons == [] # the revision's policy names the label
 }
 
 test_our_pod_label_wins if {
@@ -91,6 +91,7 @@ test_our_pod_label_wins if {
 test_unknown_name_is_not_injected_and_said if {
 	s := sel({"istio.io/rev": "1-99"}, {}, {"prod": "1-31"})
 	s.revision == ""
+	s.reasons == [`namespace "shop" is labelled istio.io/rev="1-99"`, "no revision or tag is named 1-99"]
 	s.warnings == [`namespace "shop" label istio.io/rev names revision "1-99", but no revision or tag has that name (revisions: 1-31, 1-32, default; tags: prod -> 1-31): the pod is not injected`]
 }
 
@@ -118,7 +119,7 @@ test_forced_revision if {
 	s := revisions.selection with input as {"namespace": {"name": "a", "labels": {"istio.io/rev": "1-31"}}, "pod": {"labels": {"istio.io/rev": "1-31"}}, "revisions": served, "tags": {}, "forced": "1-32"}
 	s.revision == "1-32"
 	s.label == {"on": "command line", "key": "--revision", "value": "1-32"}
-	s.reasons[0] == "--revision 1-32 chooses it"
+	s.reasons == []
 }
 
 test_forced_unknown if {
