@@ -157,6 +157,7 @@ fuzz: ## fuzz the decoders that read network input, $(FUZZTIME) each
 	$(GO) test -run '^$$' -fuzz '^FuzzInject$$' -fuzztime $(FUZZTIME) ./engine/injector
 	$(GO) test -run '^$$' -fuzz '^FuzzCreate$$' -fuzztime $(FUZZTIME) ./engine/patch
 	$(GO) test -run '^$$' -fuzz '^FuzzPodMeta$$' -fuzztime $(FUZZTIME) ./engine/revisions
+	$(GO) test -run '^$$' -fuzz '^FuzzWitness$$' -fuzztime $(FUZZTIME) ./engine/registration
 
 clean: ## remove build outputs
 	rm -rf bin build

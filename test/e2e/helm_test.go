@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -55,9 +56,9 @@ func TestHelmChart(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		// The bindings first: until they are gone, the policy refuses to delete the configurations.
-		_, _, _ = e.cluster.kubectl(t.Context(), "", "delete", "--ignore-not-found", "validatingadmissionpolicybinding/helm-e2e-rego-injector-protect-mutating", "validatingadmissionpolicybinding/helm-e2e-rego-injector-protect-validating")
+		_, _, _ = e.cluster.kubectl(context.Background(), "", "delete", "--ignore-not-found", "validatingadmissionpolicybinding/helm-e2e-rego-injector-protect-mutating", "validatingadmissionpolicybinding/helm-e2e-rego-injector-protect-validating")
 		time.Sleep(2 * time.Second) // the apiserver drops the binding asynchronously
-		_, _, _ = e.cluster.kubectl(t.Context(), rendered, "delete", "--ignore-not-found", "--wait=false", "-f", "-")
+		_, _, _ = e.cluster.kubectl(context.Background(), rendered, "delete", "--ignore-not-found", "--wait=false", "-f", "-")
 	})
 	var d struct {
 		Spec struct{ Replicas int } `json:"spec"`

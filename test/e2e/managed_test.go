@@ -63,7 +63,7 @@ func TestManagedCertificates(t *testing.T) {
 	if _, err := client.Create(t.Context(), mwc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = client.Delete(t.Context(), mwc.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() { _ = client.Delete(context.Background(), mwc.Name, metav1.DeleteOptions{}) })
 
 	secret := func() []byte {
 		s, err := e.cluster.Client.CoreV1().Secrets(ns).Get(t.Context(), "rego-injector-tls", metav1.GetOptions{})

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -84,7 +85,7 @@ func TestReinvocation(t *testing.T) {
 	if _, err := client.Create(t.Context(), mwc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = client.Delete(t.Context(), mwc.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() { _ = client.Delete(context.Background(), mwc.Name, metav1.DeleteOptions{}) })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		pod, err := e.cluster.Client.CoreV1().Pods("s6").Create(t.Context(), simplePod("p", "nginx"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
@@ -133,7 +134,7 @@ func TestWebhookDown(t *testing.T) {
 	if _, err := client.Create(t.Context(), mwc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = client.Delete(t.Context(), mwc.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() { _ = client.Delete(context.Background(), mwc.Name, metav1.DeleteOptions{}) })
 	create := func(ns string) (*corev1.Pod, error) {
 		return e.cluster.Client.CoreV1().Pods(ns).Create(t.Context(), simplePod("p", "nginx"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	}
@@ -294,7 +295,7 @@ func TestCertsCommand(t *testing.T) {
 		t.Fatalf("%v: %s", err, stderr)
 	}
 	t.Cleanup(func() {
-		_, _, _ = e.cluster.kubectl(t.Context(), "", "delete", "mutatingwebhookconfiguration/rego-injector", "validatingwebhookconfiguration/rego-injector")
+		_, _, _ = e.cluster.kubectl(context.Background(), "", "delete", "mutatingwebhookconfiguration/rego-injector", "validatingwebhookconfiguration/rego-injector")
 	})
 	run := func(args ...string) string {
 		t.Helper()

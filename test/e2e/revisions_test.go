@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -63,7 +64,7 @@ func TestRevisions(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = client.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, base.Name, metav1.DeleteOptions{})
+		_ = client.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), base.Name, metav1.DeleteOptions{})
 	})
 
 	cli := func(args ...string) string {
