@@ -129,7 +129,11 @@ func (s Source) Read(ctx context.Context) (*bundle.Bundle, error) {
 	}
 	var loader bundle.DirectoryLoader
 	if st.IsDir() {
-		loader = bundle.NewDirectoryLoader(s.Spec).WithFollowSymlinks(true)
+		root, err := filepath.EvalSymlinks(s.Spec) // a directory named by a symlink, swapped to publish
+		if err != nil {
+			return nil, fmt.Errorf("bundle %s: %w", s.Spec, err)
+		}
+		loader = bundle.NewDirectoryLoader(root).WithFollowSymlinks(true)
 	} else {
 		f, err := os.Open(s.Spec)
 		if err != nil {
@@ -149,7 +153,12 @@ func (s Source) Read(ctx context.Context) (*bundle.Bundle, error) {
 // poll can tell whether it changed without reading it.
 func (s Source) Fingerprint() (string, error) {
 	h := sha256.New()
-	err := filepath.WalkDir(s.Spec, func(path string, d fs.DirEntry, err error) error {
+	root, err := filepath.EvalSymlinks(s.Spec)
+	if err != nil {
+		return "", fmt.Errorf("bundle %s: %w", s.Spec, err)
+	}
+	fmt.Fprintf(h, "%s\x00", root) // a swapped symlink to the tree is a change
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -175,11 +184,6 @@ func (s Source) Fingerprint() (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// Download starts polling a remote source with OPA's bundle downloaders, with jittered delays
-// between minDelay and maxDelay, and failed downloads retried sooner. From a bundle server, ETag and
-// If-None-Match make an unchanged bundle a 304 and nothing more; from an OCI registry, the digest of
-// the bundle layer does (see downloadOCI). update is called with each new bundle, or with the error
-// of a failed download; an unchanged bundle is not reported. caFile, when set, is the CA that signs
 // deliver turns a downloader's updates into calls of update: a bundle, or an error naming the
 // source.
 func (s Source) deliver(update func(*bundle.Bundle, error)) func(context.Context, download.Update) error {
@@ -194,6 +198,11 @@ func (s Source) deliver(update func(*bundle.Bundle, error)) func(context.Context
 	}
 }
 
+// Download starts polling a remote source with OPA's bundle downloaders, with jittered delays
+// between minDelay and maxDelay, and failed downloads retried sooner. From a bundle server, ETag and
+// If-None-Match make an unchanged bundle a 304 and nothing more; from an OCI registry, the digest of
+// the bundle layer does (see downloadOCI). update is called with each new bundle, or with the error
+// of a failed download; an unchanged bundle is not reported. caFile, when set, is the CA that signs
 // the server's certificate. The downloader stops when ctx is done.
 func (s Source) Download(ctx context.Context, minDelay, maxDelay time.Duration, caFile string, update func(*bundle.Bundle, error)) error {
 	if !s.Remote() {

@@ -316,3 +316,45 @@ func TestDownloadCAFileNamedOddly(t *testing.T) {
 		t.Errorf("a CA file path that JSON cannot carry: %v", err)
 	}
 }
+
+// TestSymlinkedDirectory: a bundle directory named by a symlink, swapped to publish a new tree
+// (as a ConfigMap volume or a deploy script does), is read through the link, and the swap changes
+// its fingerprint.
+func TestSymlinkedDirectory(t *testing.T) {
+	base := t.TempDir()
+	for _, name := range []string{"a", "b"} {
+		b := sourceBundle(t, nil)
+		b.Manifest.Revision = "tree-" + name
+		untar(t, tarball(t, b), filepath.Join(base, name))
+	}
+	link := filepath.Join(base, "current")
+	if err := os.Symlink(filepath.Join(base, "a"), link); err != nil {
+		t.Fatal(err)
+	}
+	src, err := policy.ParseSource(link, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := src.Read(t.Context())
+	if err != nil || b.Manifest.Revision != "tree-a" {
+		t.Fatalf("through the link: %v, %v", b, err)
+	}
+	before, err := src.Fingerprint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := filepath.Join(base, "next")
+	if err := os.Symlink(filepath.Join(base, "b"), next); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(next, link); err != nil {
+		t.Fatal(err)
+	}
+	after, err := src.Fingerprint()
+	if err != nil || after == before {
+		t.Fatalf("the swap left the fingerprint as it was (%v)", err)
+	}
+	if b, err = src.Read(t.Context()); err != nil || b.Manifest.Revision != "tree-b" {
+		t.Fatalf("after the swap: %v, %v", b, err)
+	}
+}
