@@ -103,6 +103,22 @@ func TestRevisions(t *testing.T) {
 		t.Fatalf("precheck finds overlaps among the configurations the tags made:\n%s", out)
 	}
 
+	// explain reads the cluster's labels and tags; --revision answers as a revision or tag.
+	manifest := filepath.Join(dir, "web.yaml")
+	if err := os.WriteFile(manifest, []byte(deploymentYAML("web")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	explain := append([]string{"explain", "-f", manifest, "--namespace", "rev-prod"}, bundleArgs...)
+	if out := cli(explain...); !strings.Contains(out, "[revision 1-31 through tag prod, bundle revision bundle-31]") {
+		t.Errorf("explain in rev-prod:\n%s", out)
+	}
+	if out := cli(append(explain, "--revision", "canary")...); !strings.Contains(out, "[revision 1-32 through tag canary, bundle revision bundle-32]") {
+		t.Errorf("explain --revision canary:\n%s", out)
+	}
+	if out := cli(append([]string{"check", "-f", manifest, "--namespace", "rev-prod", "--revision", "canary"}, bundleArgs...)...); !strings.Contains(out, "revision 1-32 through tag canary") {
+		t.Errorf("check --revision canary:\n%s", out)
+	}
+
 	// A Deployment on prod, at 1-31.
 	playKubelet(t, client, 500*time.Millisecond, "rev-prod")
 	if _, stderr, err := e.cluster.kubectl(ctx, deploymentYAML("web"), "apply", "-n", "rev-prod", "-f", "-"); err != nil {
