@@ -22,8 +22,11 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/rego-injector/rego-injector/engine/registration"
 )
 
 const chart = "rego-injector"
@@ -487,4 +490,52 @@ func toJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestRevisionConfigurations: every named revision of bundles.sources and every tag gets the
+// configuration `rego-injector certs --revisions` and `tag set` write (engine/registration):
+// the same entries with the same selectors and failure policy; and with the main configuration
+// they are disjoint, as precheck judges them.
+func TestRevisionConfigurations(t *testing.T) {
+	r := render(t, "injectors", "-f", ciValues("bundles"))
+	main, _ := webhooks(t, r)
+	configs := []admissionregistrationv1.MutatingWebhookConfiguration{*main}
+	for _, c := range []struct {
+		kind registration.Kind
+		name string
+	}{{registration.Revision, "canary"}, {registration.Revision, "1-32"}, {registration.Tag, "prod"}, {registration.Tag, "next"}} {
+		want, err := registration.Configuration(c.kind, c.name, registration.Options{
+			ClientConfig:      registration.ServiceClientConfig("rel-rego-injector", "injectors", nil),
+			InjectorNamespace: "injectors",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got admissionregistrationv1.MutatingWebhookConfiguration
+		r.get(t, "MutatingWebhookConfiguration/"+want.Name, &got)
+		for key, value := range want.Labels {
+			if got.Labels[key] != value {
+				t.Errorf("%s: label %s=%q, want %q", want.Name, key, got.Labels[key], value)
+			}
+		}
+		if len(got.Webhooks) != len(want.Webhooks) {
+			t.Fatalf("%s: %d entries, want %d", want.Name, len(got.Webhooks), len(want.Webhooks))
+		}
+		for i, w := range want.Webhooks {
+			g := got.Webhooks[i]
+			if g.Name != w.Name || !equality.Semantic.DeepEqual(g.NamespaceSelector, w.NamespaceSelector) ||
+				!equality.Semantic.DeepEqual(g.ObjectSelector, w.ObjectSelector) || *g.FailurePolicy != *w.FailurePolicy ||
+				!equality.Semantic.DeepEqual(g.ClientConfig, w.ClientConfig) || !equality.Semantic.DeepEqual(g.Rules, w.Rules) {
+				t.Errorf("%s entry %d:\n got %+v\nwant %+v", want.Name, i, g, w)
+			}
+		}
+		configs = append(configs, got)
+	}
+	if r.has("MutatingWebhookConfiguration/rego-injector-rev-default") {
+		t.Error("an unnamed source got a revision configuration: the main configuration routes revision default")
+	}
+	report := registration.Check(registration.State{Configurations: configs})
+	if len(report.Overlaps) > 0 {
+		t.Errorf("the chart's configurations overlap: %+v", report.Overlaps)
+	}
 }
