@@ -149,7 +149,7 @@ func runServe(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		defer closeLog()
 		hooks = append(hooks, webhook.WithDecisionLog(w))
 	}
-	set, bundleStatus, err := c.serveRevisions(ctx, cs, namespaces, memoSize, m, log)
+	set, bundleStatus, failed, err := c.serveRevisions(ctx, cs, namespaces, memoSize, m, log)
 	if err != nil {
 		return err
 	}
@@ -182,31 +182,32 @@ func runServe(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 			if shadowStatus != nil {
 				details["shadowBundle"] = shadowStatus()
 			}
-			return set.Ready(), details
+			return set.Ready(failed), details
 		},
 	})
 }
 
 // serveRevisions serves each revision the --bundle flags name from its own sources, each with its
 // own reloader, memo and metrics label, behind the router; the tags come from the cluster (or
-// --tag). It returns the set and a function reporting each revision's reloader.
-func (c *serveConfig) serveRevisions(ctx context.Context, cs kubernetes.Interface, namespaces cluster.Namespaces, memoSize int, m *metrics.Metrics, log *slog.Logger) (*revisions.Set, func() any, error) {
+// --tag). It returns the set, a function reporting each revision's reloader, and one telling
+// whether a revision's source failed before it delivered any bundle.
+func (c *serveConfig) serveRevisions(ctx context.Context, cs kubernetes.Interface, namespaces cluster.Namespaces, memoSize int, m *metrics.Metrics, log *slog.Logger) (*revisions.Set, func() any, func(string) bool, error) {
 	named, err := c.bundles.named()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var tags revisions.Tags
 	switch {
 	case cs != nil && c.watchTags && len(c.tags) > 0:
-		return nil, nil, fmt.Errorf("%w: --tag is for serving without the cluster's tags: give --watch-tags=false", errUsage)
+		return nil, nil, nil, fmt.Errorf("%w: --tag is for serving without the cluster's tags: give --watch-tags=false", errUsage)
 	case cs != nil && c.watchTags:
 		if c.ownNamespace == "" {
-			return nil, nil, fmt.Errorf("%w: reading the tags needs --injector-namespace (or $POD_NAMESPACE), or --watch-tags=false", errUsage)
+			return nil, nil, nil, fmt.Errorf("%w: reading the tags needs --injector-namespace (or $POD_NAMESPACE), or --watch-tags=false", errUsage)
 		}
 		tags = revisions.WatchTags(ctx, cs, c.ownNamespace, log)
 	default:
 		if tags, err = parseTags(c.tags); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	revs := map[string]*injector.Injector{}
@@ -214,13 +215,17 @@ func (c *serveConfig) serveRevisions(ctx context.Context, cs kubernetes.Interfac
 	for name, specs := range named {
 		inj := injector.New(namespaces, injector.WithLogger(log.With("rev", name)), injector.WithMetrics(m), injector.WithOwnNamespace(c.ownNamespace), injector.WithMemo(memoSize))
 		if statuses[name], err = c.bundles.serveBundles(ctx, name, specs, inj, m, log); err != nil {
-			return nil, nil, fmt.Errorf("revision %s: %w", name, err)
+			return nil, nil, nil, fmt.Errorf("revision %s: %w", name, err)
 		}
 		revs[name] = inj
 	}
 	r, err := router(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	failed := func(name string) bool {
+		st := statuses[name]()
+		return len(statuses) > 1 && st.Activations == 0 && st.LastError != ""
 	}
 	status := func() any {
 		if len(statuses) == 1 && statuses[revisions.DefaultRevision] != nil {
@@ -232,7 +237,7 @@ func (c *serveConfig) serveRevisions(ctx context.Context, cs kubernetes.Interfac
 		}
 		return out
 	}
-	return revisions.NewSet(r, revs, tags, namespaces), status, nil
+	return revisions.NewSet(r, revs, tags, namespaces), status, failed, nil
 }
 
 // certificates is where the serving certificate comes from: the managed Secret, the files given,

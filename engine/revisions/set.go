@@ -71,14 +71,24 @@ func (s *Set) Names() []string { return s.names }
 // Injector returns the injector serving revision name, or nil.
 func (s *Set) Injector(name string) *injector.Injector { return s.revisions[name] }
 
-// Ready reports whether every revision is active and the tags are read.
-func (s *Set) Ready() bool {
-	for _, inj := range s.revisions {
-		if !inj.Ready() {
+// Ready reports whether the tags are read and every revision is active, except those excused: a
+// revision whose source has failed before it ever delivered a bundle must not keep the others out
+// of service (its own pods get an error naming it, and the webhooks' failurePolicy applies).
+func (s *Set) Ready(excused func(name string) bool) bool {
+	for name, inj := range s.revisions {
+		if !inj.Ready() && (excused == nil || !excused(name)) {
 			return false
 		}
 	}
 	return s.tags.Synced()
+}
+
+// named wraps the error of revision name's injector so that it says which revision failed.
+func named(name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("revision %s: %w", name, err)
 }
 
 // Status is each revision's active bundle revision, and the tags, for /readyz.
@@ -167,7 +177,8 @@ func (s *Set) Inject(ctx context.Context, a injector.Admission) (injector.Result
 	if inj == nil {
 		return s.unanswered(a), nil
 	}
-	return inj.Inject(ctx, a)
+	res, err := inj.Inject(ctx, a)
+	return res, named(a.Selection.Name, err)
 }
 
 // Validate judges a with the revision its labels choose. A pod whose labels name no served
@@ -179,12 +190,12 @@ func (s *Set) Validate(ctx context.Context, a injector.Admission) (policy.Verdic
 		return policy.Verdict{}, "", err
 	}
 	if inj == nil {
-		inj = s.fallback()
-		v, rev, err := inj.Validate(ctx, a)
+		v, rev, err := s.fallback().Validate(ctx, a)
 		v.Warn = append(slices.Clip(a.Selection.Warnings), v.Warn...)
 		return v, rev, err
 	}
-	return inj.Validate(ctx, a)
+	v, rev, err := inj.Validate(ctx, a)
+	return v, rev, named(a.Selection.Name, err)
 }
 
 // fallback is the revision of the default tag, else the default revision, else the first served.
@@ -208,7 +219,7 @@ func (s *Set) Trace(ctx context.Context, a injector.Admission, w io.Writer) erro
 	if inj == nil {
 		return fmt.Errorf("no revision answers the pod: %s", strings.Join(a.Selection.Warnings, "; "))
 	}
-	return inj.Trace(ctx, a, w)
+	return named(a.Selection.Name, inj.Trace(ctx, a, w))
 }
 
 // any is one of the revisions, for what every revision does alike: building an offline admission.
@@ -255,7 +266,8 @@ func (s *Set) Decide(ctx context.Context, a injector.Admission) (injector.Result
 	if inj == nil {
 		return s.unanswered(a), nil
 	}
-	return inj.Decide(ctx, a)
+	res, err := inj.Decide(ctx, a)
+	return res, named(a.Selection.Name, err)
 }
 
 // unanswered is the result for a pod whose labels name no served revision.

@@ -3,6 +3,7 @@ package revisions_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -203,5 +204,29 @@ func BenchmarkSelect(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestARevisionWithoutABundle: a revision that has no active bundle yet keeps the set unready
+// unless it is excused (its source failed), and its pods get an error that names it, while the
+// other revision answers.
+func TestARevisionWithoutABundle(t *testing.T) {
+	ready := injector.New(testNamespaces, injector.WithOwnNamespace(fixture.OwnNamespace))
+	if err := ready.Activate(fixture.Policy(t, "one-1")); err != nil {
+		t.Fatal(err)
+	}
+	revs := map[string]*injector.Injector{"1-31": ready, "1-32": injector.New(testNamespaces)}
+	set := revisions.NewSet(newRouter(t), revs, revisions.StaticTags{}, testNamespaces)
+	if set.Ready(nil) {
+		t.Error("ready while 1-32 has no bundle")
+	}
+	if !set.Ready(func(name string) bool { return name == "1-32" }) {
+		t.Error("not ready with 1-32 excused")
+	}
+	if _, err := set.Inject(t.Context(), fixture.Admission(pod(``), "pinned", "")); !errors.Is(err, injector.ErrNotActive) || !strings.HasPrefix(err.Error(), "revision 1-32: ") {
+		t.Errorf("a pod of 1-32: %v", err)
+	}
+	if res, err := set.Inject(t.Context(), fixture.Admission(pod(`"istio.io/rev":"1-31"`), "unlabeled", "")); err != nil || res.Patch == nil {
+		t.Errorf("a pod of 1-31: %v", err)
 	}
 }
