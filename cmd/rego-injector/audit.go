@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 
+	"k8s.io/client-go/kubernetes"
+
 	"github.com/rego-injector/rego-injector/engine/audit"
 )
 
@@ -23,26 +25,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *output != "table" && *output != "json" {
 		return fmt.Errorf("%w: -o %q: want table or json", errUsage, *output)
 	}
-	log, err := newLogger(stderr, e.logLevel)
-	if err != nil {
-		return err
-	}
-	cs, err := kubeClient(*kubeconfig)
-	if err != nil {
-		return err
-	}
-	if cs == nil {
-		return fmt.Errorf("%w: audit needs a cluster: give --kubeconfig or set $KUBECONFIG", errUsage)
-	}
-	ns, err := syncedNamespaces(ctx, cs, log)
-	if err != nil {
-		return err
-	}
-	inj, err := e.revisionSet(ctx, ns, cs, log)
-	if err != nil {
-		return err
-	}
-	r, err := audit.RunCluster(ctx, inj, cs, *namespace)
+	r, _, err := auditCluster(ctx, "audit", *kubeconfig, *namespace, &e, stderr)
 	if err != nil {
 		return err
 	}
@@ -55,4 +38,30 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("%d pods disagree with policy at revision %s", len(r.Findings), r.Revision)
 	}
 	return err
+}
+
+// auditCluster judges the pods of the cluster kubeconfig names (of namespace, or all) by the
+// revisions e serves, for the command cmd; it returns the report and the cluster's client.
+func auditCluster(ctx context.Context, cmd, kubeconfig, namespace string, e *engineFlags, stderr io.Writer) (audit.Report, kubernetes.Interface, error) {
+	log, err := newLogger(stderr, e.logLevel)
+	if err != nil {
+		return audit.Report{}, nil, err
+	}
+	cs, err := kubeClient(kubeconfig)
+	if err != nil {
+		return audit.Report{}, nil, err
+	}
+	if cs == nil {
+		return audit.Report{}, nil, fmt.Errorf("%w: %s needs a cluster: give --kubeconfig or set $KUBECONFIG", errUsage, cmd)
+	}
+	ns, err := syncedNamespaces(ctx, cs, log)
+	if err != nil {
+		return audit.Report{}, nil, err
+	}
+	set, err := e.revisionSet(ctx, ns, cs, log)
+	if err != nil {
+		return audit.Report{}, nil, err
+	}
+	r, err := audit.RunCluster(ctx, set, cs, namespace)
+	return r, cs, err
 }

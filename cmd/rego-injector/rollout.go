@@ -40,22 +40,7 @@ func rolloutCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	cs, err := kubeClient(*kubeconfig)
-	if err != nil {
-		return err
-	}
-	if cs == nil {
-		return fmt.Errorf("%w: rollout needs a cluster: give --kubeconfig or set $KUBECONFIG", errUsage)
-	}
-	ns, err := syncedNamespaces(ctx, cs, log)
-	if err != nil {
-		return err
-	}
-	inj, err := e.revisionSet(ctx, ns, cs, log)
-	if err != nil {
-		return err
-	}
-	r, err := audit.RunCluster(ctx, inj, cs, *namespace)
+	r, cs, err := auditCluster(ctx, "rollout", *kubeconfig, *namespace, &e, stderr)
 	if err != nil {
 		return err
 	}

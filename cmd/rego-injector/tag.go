@@ -99,21 +99,30 @@ func parseTag(fs *flag.FlagSet, args []string, stderr io.Writer) (string, error)
 	return args[0], nil
 }
 
+// parseTagRevision parses a TAG and flags of which --revision (given as revision) is required.
+func parseTagRevision(fs *flag.FlagSet, args []string, stderr io.Writer, revision *string) (string, error) {
+	tag, err := parseTag(fs, args, stderr)
+	if err != nil {
+		return "", err
+	}
+	if *revision == "" {
+		return "", fmt.Errorf("%w: %s needs --revision", errUsage, fs.Name())
+	}
+	if err := registration.ValidateName(*revision); err != nil {
+		return "", fmt.Errorf("%w: --revision: %w", errUsage, err)
+	}
+	return tag, nil
+}
+
 func tagSet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tag set", flag.ContinueOnError)
 	var f tagFlags
 	f.register(fs)
 	revision := fs.String("revision", "", "the revision the tag points at (required)")
 	overwrite := fs.Bool("overwrite", false, "point a tag that points at another revision at this one")
-	tag, err := parseTag(fs, args, stderr)
+	tag, err := parseTagRevision(fs, args, stderr, revision)
 	if err != nil {
 		return err
-	}
-	if *revision == "" {
-		return fmt.Errorf("%w: %s needs --revision", errUsage, fs.Name())
-	}
-	if err := registration.ValidateName(*revision); err != nil {
-		return fmt.Errorf("%w: --revision: %w", errUsage, err)
 	}
 	cs, err := f.client()
 	if err != nil {
@@ -247,15 +256,9 @@ func tagGenerate(args []string, stdout, stderr io.Writer) error {
 	f.register(fs)
 	revision := fs.String("revision", "", "the revision the tag points at (required)")
 	caFile := fs.String("ca-bundle-file", "", "PEM file of the CA the apiserver trusts the injector with (absent: no caBundle, for cert-manager or the injector to patch in)")
-	tag, err := parseTag(fs, args, stderr)
+	tag, err := parseTagRevision(fs, args, stderr, revision)
 	if err != nil {
 		return err
-	}
-	if *revision == "" {
-		return fmt.Errorf("%w: %s needs --revision", errUsage, fs.Name())
-	}
-	if err := registration.ValidateName(*revision); err != nil {
-		return fmt.Errorf("%w: --revision: %w", errUsage, err)
 	}
 	var ca []byte
 	if *caFile != "" {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"regexp"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"github.com/rego-injector/rego-injector/engine/injector"
 	"github.com/rego-injector/rego-injector/engine/metrics"
 	"github.com/rego-injector/rego-injector/engine/policy"
+	"github.com/rego-injector/rego-injector/engine/registration"
 	"github.com/rego-injector/rego-injector/engine/reload"
 	"github.com/rego-injector/rego-injector/engine/revisions"
 )
@@ -48,12 +48,17 @@ func (b *bundleFlags) register(fs *flag.FlagSet, served bool) {
 }
 
 // named groups the --bundle specs by the revision they serve: NAME=SRC serves SRC as revision NAME,
-// a bare SRC as revision "default". Several specs of one name make one revision together.
+// a bare SRC as revision "default". Several specs of one name make one revision together. A NAME
+// is a DNS label, as its webhook configuration is named after it; a path or URL before '=' always
+// holds '/', ':' or '.'.
 func (b *bundleFlags) named() (map[string][]string, error) {
 	out := map[string][]string{}
 	for _, spec := range b.sources {
 		name, src := revisions.DefaultRevision, spec
-		if n, rest, ok := strings.Cut(spec, "="); ok && revisionName.MatchString(n) {
+		if n, rest, ok := strings.Cut(spec, "="); ok && !strings.ContainsAny(n, "/:.") {
+			if err := registration.ValidateName(n); err != nil {
+				return nil, fmt.Errorf("%w: --bundle %s: %w", errUsage, spec, err)
+			}
 			name, src = n, rest
 		}
 		if src == "" {
@@ -66,10 +71,6 @@ func (b *bundleFlags) named() (map[string][]string, error) {
 	}
 	return out, nil
 }
-
-// revisionName is what NAME=SRC takes for a revision name: a label value, as istio.io/rev holds,
-// of letters, digits, '-' and '_'. A path or URL before '=' always holds '/', ':' or '.'.
-var revisionName = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_]{0,61}[A-Za-z0-9])?$`)
 
 // parseSources reads the bundle sources with their verification.
 func (b *bundleFlags) parseSources(specs []string) ([]policy.Source, error) {
@@ -169,8 +170,8 @@ func parseTags(specs []string) (revisions.StaticTags, error) {
 	tags := revisions.StaticTags{}
 	for _, spec := range specs {
 		tag, rev, ok := strings.Cut(spec, "=")
-		if !ok || !revisionName.MatchString(tag) || !revisionName.MatchString(rev) {
-			return nil, fmt.Errorf("%w: --tag %q: want TAG=REVISION, each a label value", errUsage, spec)
+		if !ok || registration.ValidateName(tag) != nil || registration.ValidateName(rev) != nil {
+			return nil, fmt.Errorf("%w: --tag %q: want TAG=REVISION, each a DNS label (lowercase letters, digits and '-')", errUsage, spec)
 		}
 		tags[tag] = rev
 	}
