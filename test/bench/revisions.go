@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"maps"
 	"net/http"
 	"os"
@@ -26,6 +25,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/rego-injector/rego-injector/engine/revisions"
+	"github.com/rego-injector/rego-injector/test/bundletree"
 	"github.com/rego-injector/rego-injector/test/controlplane"
 )
 
@@ -119,13 +119,13 @@ func revisionsRun(c revisionsConfig) error {
 	// The trailing separator makes the bundle loader read the tree the link points at.
 	bundles := filepath.Join(dir, "bundles")
 	link31 := filepath.Join(bundles, "1-31")
-	if err := writeBundleTree(filepath.Join(bundles, "1-31.a"), "bench-1-31-a"); err != nil {
+	if err := bundletree.Write(".", filepath.Join(bundles, "1-31.a"), "bench-1-31-a", nil); err != nil {
 		return err
 	}
 	if err := os.Symlink("1-31.a", link31); err != nil {
 		return err
 	}
-	if err := writeBundleTree(filepath.Join(bundles, "1-32"), "bench-1-32-a"); err != nil {
+	if err := bundletree.Write(".", filepath.Join(bundles, "1-32"), "bench-1-32-a", nil); err != nil {
 		return err
 	}
 
@@ -440,7 +440,7 @@ func moveTag(ctx context.Context, cp *controlplane.ControlPlane, tag, revision s
 // It returns when the link was renamed and how long writing the tree took.
 func swapBundle(link, tree, rev string) (time.Time, time.Duration, error) {
 	start := time.Now()
-	if err := writeBundleTree(filepath.Join(filepath.Dir(link), tree), rev); err != nil {
+	if err := bundletree.Write(".", filepath.Join(filepath.Dir(link), tree), rev, nil); err != nil {
 		return time.Time{}, 0, err
 	}
 	wrote := time.Since(start)
@@ -453,38 +453,6 @@ func swapBundle(link, tree, rev string) (time.Time, time.Duration, error) {
 		return time.Time{}, 0, err
 	}
 	return renamed, wrote, nil
-}
-
-// writeBundleTree writes the default bundle into dir as the end-to-end tests do: the tree of
-// bundles/default, the policies without their tests and without the selection policy of
-// policies/revisions (which no bundle carries), and a manifest of revision rev with root injector.
-func writeBundleTree(dir, rev string) error {
-	if err := os.CopyFS(dir, os.DirFS(filepath.Join("bundles", "default"))); err != nil {
-		return fmt.Errorf("write bundle %s: %w", rev, err)
-	}
-	policies := "policies"
-	err := filepath.WalkDir(policies, func(path string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() && d.Name() == "revisions" {
-			return filepath.SkipDir
-		}
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".rego") || strings.HasSuffix(path, "_test.rego") {
-			return err
-		}
-		rel, _ := filepath.Rel(policies, path)
-		src, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(rel)), 0o755); err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dir, rel), src, 0o644)
-	})
-	if err != nil {
-		return fmt.Errorf("write bundle %s: %w", rev, err)
-	}
-	manifest := fmt.Appendf(nil, `{"revision": %q, "roots": ["injector"]}`, rev)
-	return os.WriteFile(filepath.Join(dir, ".manifest"), manifest, 0o644)
 }
 
 // revisionsReport prints what the samples of a revisions run show, and collects its findings.

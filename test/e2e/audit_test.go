@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +14,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/yaml"
+
+	"github.com/rego-injector/rego-injector/test/bundletree"
 )
 
 // TestAudit: pods created before their namespace was enabled are reported missing; pods injected
@@ -137,50 +137,7 @@ func bundleAt(t *testing.T, rev string) string {
 // writeBundle writes the default bundle, policies included and tests left out, at revision rev into
 // dir; edit, when not nil, changes its settings (data.injector.config) first.
 func writeBundle(dir, rev string, edit func(config map[string]any)) error {
-	if err := os.CopyFS(dir, os.DirFS(filepath.Join("..", "..", "bundles", "default"))); err != nil {
-		return err
-	}
-	policies := filepath.Join("..", "..", "policies")
-	err := filepath.WalkDir(policies, func(path string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() && d.Name() == "revisions" {
-			return filepath.SkipDir // the selection policy, which no bundle carries
-		}
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".rego") || strings.HasSuffix(path, "_test.rego") {
-			return err
-		}
-		rel, _ := filepath.Rel(policies, path)
-		src, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(rel)), 0o755); err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dir, rel), src, 0o644)
-	})
-	if err != nil {
-		return err
-	}
-	if edit != nil {
-		path := filepath.Join(dir, "injector", "config", "data.yaml")
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		var config map[string]any
-		if err := yaml.Unmarshal(raw, &config); err != nil {
-			return err
-		}
-		edit(config)
-		if raw, err = yaml.Marshal(config); err != nil {
-			return err
-		}
-		if err := os.WriteFile(path, raw, 0o644); err != nil {
-			return err
-		}
-	}
-	manifest := `{"revision": "` + rev + `", "roots": ["injector"]}`
-	return os.WriteFile(filepath.Join(dir, ".manifest"), []byte(manifest), 0o644)
+	return bundletree.Write(filepath.Join("..", ".."), dir, rev, edit)
 }
 
 // TestCheckAgainstCluster: check reads the namespaces' labels from the cluster: the same manifest
