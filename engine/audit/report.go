@@ -1,8 +1,6 @@
 package audit
 
 import (
-	"github.com/rego-injector/rego-injector/engine/revisions"
-
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/rego-injector/rego-injector/engine/revisions"
 )
 
 // group is the findings of one owner that agree in state, have and want.

@@ -277,5 +277,6 @@ func (s *Set) unanswered(a injector.Admission) injector.Result {
 	}}
 }
 
-// Revision is the bundle revision of the default tag's revision (see Validate).
+// Revision is the bundle revision of the default tag's revision (see Validate): what a report
+// that names one bundle revision names.
 func (s *Set) Revision() string { return s.fallback().Revision() }
