@@ -155,6 +155,11 @@ func hashAdmission(endpoint string, req *admission.Request, ns cluster.Namespace
 		put(sel.Name)
 		put(sel.Tag)
 		putMap(sel.Label)
+		if sel.Forced {
+			put("forced")
+		} else {
+			put("")
+		}
 		for _, list := range [][]string{sel.Reasons, sel.Warnings} {
 			writeLen(h, len(list))
 			for _, s := range list {

@@ -8,8 +8,11 @@ type Selection struct {
 	Name string
 	Tag  string
 	// Label is the label that chose it ({"on", "key", "value"}), nil when a namespace switch label
-	// or nothing did (the default tag).
+	// or nothing did (the default tag). When Forced, it is the label that would have chosen, which
+	// still says whether the pod's labels enable injection.
 	Label map[string]string
+	// Forced is true when the command line's --revision chose Name, over the labels.
+	Forced bool
 	// Reasons and Warnings say how it was chosen and what was not read.
 	Reasons, Warnings []string
 }
@@ -17,6 +20,9 @@ type Selection struct {
 // inputValue is input.revision.
 func (s *Selection) inputValue() map[string]any {
 	v := map[string]any{"name": s.Name, "tag": s.Tag}
+	if s.Forced {
+		v["forced"] = true
+	}
 	if s.Label != nil {
 		label := make(map[string]any, len(s.Label))
 		for k, x := range s.Label {

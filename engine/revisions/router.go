@@ -45,6 +45,7 @@ type answer struct {
 	Revision string            `json:"revision"`
 	Tag      string            `json:"tag"`
 	Label    map[string]string `json:"label"`
+	Forced   bool              `json:"forced"`
 	Reasons  []string          `json:"reasons"`
 	Warnings []string          `json:"warnings"`
 }
@@ -74,9 +75,9 @@ func (r *Router) Select(ctx context.Context, in Input) (injector.Selection, erro
 	}
 	var a answer
 	if err := json.Unmarshal(raw, &a); err != nil {
-		return injector.Selection{}, fmt.Errorf("select the revision: the answer %s is not {revision, tag, label, reasons, warnings}: %w", raw, err)
+		return injector.Selection{}, fmt.Errorf("select the revision: the answer %s is not {revision, tag, label, forced, reasons, warnings}: %w", raw, err)
 	}
-	return injector.Selection{Name: a.Revision, Tag: a.Tag, Label: a.Label, Reasons: a.Reasons, Warnings: a.Warnings}, nil
+	return injector.Selection{Name: a.Revision, Tag: a.Tag, Label: a.Label, Forced: a.Forced, Reasons: a.Reasons, Warnings: a.Warnings}, nil
 }
 
 func nonNil(m map[string]string) map[string]string {

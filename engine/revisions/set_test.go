@@ -147,6 +147,11 @@ func TestForcedRevision(t *testing.T) {
 	if err != nil || res.Selection.Name != "1-32" || res.Patch == nil {
 		t.Fatalf("--revision 1-32: %+v patch %t, %v", res.Selection, res.Patch != nil, err)
 	}
+	// --revision chooses which revision answers, not whether the pod is injected at all.
+	res, err = set.Inject(t.Context(), fixture.Admission(pod(""), "unlabeled", ""))
+	if err != nil || res.Selection.Name != "1-32" || !res.Selection.Forced || res.Patch != nil || res.Decision.Code != "namespace_not_enabled" {
+		t.Fatalf("--revision 1-32 on a pod nothing enables: %+v %q patch %t, %v", res.Selection, res.Decision.Code, res.Patch != nil, err)
+	}
 }
 
 // A revision's memo must not answer a pod with the answer it gave the same pod chosen otherwise:
@@ -159,7 +164,7 @@ func TestMemoKeepsSelectionsApart(t *testing.T) {
 		t.Fatalf("by label: %+v, %v", byLabel, err)
 	}
 	forced, err := set.Forced("1-32").Inject(t.Context(), a)
-	if err != nil || forced.Selection.Label["on"] != "command line" || !strings.HasPrefix(forced.Decision.Reasons[0], "--revision 1-32") {
+	if err != nil || !forced.Selection.Forced || !strings.HasSuffix(forced.Decision.Reasons[0], "--revision chooses revision 1-32") {
 		t.Fatalf("the same pod chosen by --revision was answered from the memo of its label's choice: %q, %v", forced.Decision.Reasons, err)
 	}
 }

@@ -156,9 +156,15 @@ selection := {"inject": false, "code": "opted_out", "reasons": [sprintf("%s opts
 	lib.global_policy == "enabled"
 } else := {"inject": false, "code": "policy_disabled", "reasons": [namespace_enabled_reason, policy_disabled_reason]}
 
-namespace_enabled_reason := sprintf("namespace %q is labelled %s=enabled", [lib.namespace_name, lib.namespace_switch.key]) if {
+namespace_enabled_reason := sprintf("namespace %q is labelled %s=enabled%s", [lib.namespace_name, lib.namespace_switch.key, forced_string]) if {
 	lib.namespace_switch
+} else := sprintf("%s enables injection%s", [revision_label_string, forced_string]) if {
+	input.revision.forced == true
 } else := sprintf("%s selects revision %s%s", [revision_label_string, lib.revision_name, tag_string])
+
+forced_string := sprintf("; --revision chooses revision %s%s", [lib.revision_name, tag_string]) if {
+	input.revision.forced == true
+} else := ""
 
 revision_label_string := sprintf("namespace %q label %s=%q", [lib.namespace_name, lib.revision_label.key, lib.revision_label.value]) if {
 	lib.revision_label.on == "namespace"
@@ -171,10 +177,13 @@ tag_string := sprintf(" through tag %s", [input.revision.tag]) if {
 	input.revision.tag != ""
 } else := ""
 
-# The revision serving the pod names itself in Istio's istio.io/rev annotation and status.
-revision_values := {"revisionName": lib.revision_name} if lib.revision_name
-
-else := {}
+# The revision serving the pod names itself in Istio's istio.io/rev annotation and status, unless
+# the bundle's values name it; without a revision, "default", as Istio's control plane without one.
+revision_values := {} if {
+	is_string(lib.values.revisionName)
+} else := {"revisionName": lib.revision_name} if {
+	lib.revision_name
+} else := {"revisionName": "default"}
 
 namespace_not_enabled_reason := sprintf(
 	"namespace %q is not labelled %s (its label %s=%q neither enables nor disables injection)",

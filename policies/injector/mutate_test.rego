@@ -43,7 +43,7 @@ skipped(reasons, warnings) := {
 }
 
 # The values of an injected pod that asks for nothing: the bundle's, the proxy a native sidecar.
-default_values := object.union(data.injector.values, {"proxy": {"native": true}})
+default_values := object.union(data.injector.values, {"proxy": {"native": true}, "revisionName": "default"})
 
 native_by_default := "config native_sidecars is true: istio-proxy runs as a native sidecar (an init container with restartPolicy: Always)"
 
@@ -629,7 +629,7 @@ test_resource_annotation_overrides if {
 	decision := mutate.decision with input as pod
 	decision.inject == true
 	decision.values.proxy.resources == {"requests": {"cpu": "200m", "memory": "256Mi"}, "limits": {"cpu": "1.5", "memory": "2Gi"}}
-	object.remove(decision.values, ["proxy"]) == object.remove(data.injector.values, ["proxy"])
+	object.remove(decision.values, ["proxy"]) == object.remove(default_values, ["proxy"])
 	object.remove(decision.values.proxy, ["resources"]) == object.remove(default_values.proxy, ["resources"])
 	array.slice(decision.reasons, 3, 7) == [
 		`pod annotation sidecar.istio.io/proxyCPU="200m" sets proxy requests.cpu`,

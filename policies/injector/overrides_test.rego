@@ -2,6 +2,7 @@
 package injector.overrides_test
 
 import data.injector.mutate
+import data.injector.mutate_test
 import data.injector.overrides
 
 # A pod that user alice (group dev) creates in the enabled namespace team-a, running as service
@@ -41,7 +42,7 @@ default_reasons := [
 placement_reason := "config native_sidecars is true: istio-proxy runs as a native sidecar (an init container with restartPolicy: Always)"
 
 # The values of a pod that asks for nothing.
-shipped := object.union(data.injector.values, {"proxy": {"native": true}})
+shipped := mutate_test.default_values
 
 # The decision honours the override: values as shipped but for patch, one more reason, no warning.
 honoured(annotations, patch, reason) if {

@@ -24,10 +24,34 @@ test_pod_revision_label_enables_injection if {
 	d.reasons[0] == `pod label rego-injector.io/rev="1-32" selects revision 1-32`
 }
 
-test_forced_revision_enables_injection if {
-	d := mutate.decision with input as chosen({}, {}, {"name": "1-32", "tag": "", "label": {"on": "command line", "key": "--revision", "value": "1-32"}})
+test_forced_revision_over_a_label_that_enables_injection if {
+	d := mutate.decision with input as chosen({"istio.io/rev": "1-31"}, {}, {"name": "1-32", "tag": "", "forced": true, "label": {"on": "namespace", "key": "istio.io/rev", "value": "1-31"}})
 	d.inject
-	d.reasons[0] == "--revision 1-32 selects revision 1-32"
+	d.reasons[0] == `namespace "team-a" label istio.io/rev="1-31" enables injection; --revision chooses revision 1-32`
+	d.values.revisionName == "1-32"
+}
+
+test_forced_revision_over_the_switch_label if {
+	d := mutate.decision with input as chosen({"istio-injection": "enabled"}, {}, {"name": "canary", "tag": "", "forced": true})
+	d.inject
+	d.reasons[0] == `namespace "team-a" is labelled istio-injection=enabled; --revision chooses revision canary`
+}
+
+test_forced_revision_does_not_enable_injection if {
+	d := mutate.decision with input as chosen({}, {}, {"name": "1-32", "tag": "", "forced": true})
+	not d.inject
+	d.code == "namespace_not_enabled"
+}
+
+test_bundle_revision_name_wins_over_the_served_name if {
+	d := mutate.decision with input as chosen({"istio-injection": "enabled"}, {}, {"name": "canary", "tag": ""})
+		with data.injector.values.revisionName as "1-20"
+	d.values.revisionName == "1-20"
+}
+
+test_revision_name_without_a_revision if {
+	d := mutate.decision with input as mutate_test.pod_input({"istio-injection": "enabled"}, {}, mutate_test.app)
+	d.values.revisionName == "default"
 }
 
 test_opt_out_beats_the_revision_label if {

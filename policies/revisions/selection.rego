@@ -48,13 +48,17 @@ pod_rev := rev_labels("pod", pod_labels)
 # METADATA
 # title: What names the revision
 # description: >-
-#   {"name", "label", "reason"}: the name asked for and the label that asked (absent for the
-#   default tag). Istio's precedence: a namespace switch label, then the namespace's revision
+#   {"name", "label", "reason", "forced"}: the name asked for and the label that asked (absent for
+#   the default tag). Istio's precedence: a namespace switch label, then the namespace's revision
 #   label, then the pod's; without any, the default tag.
-choice := {"name": input.forced, "reason": sprintf("--revision %s chooses it", [input.forced]), "label": {"on": "command line", "key": "--revision", "value": input.forced}} if {
+#   --revision (input.forced) replaces the name only: the label, if any, still says whether the
+#   pod's labels enable injection at all.
+choice := object.union(labelled, {"name": input.forced, "reason": sprintf("--revision %s chooses it", [input.forced]), "forced": true}) if {
 	is_string(input.forced)
 	input.forced != ""
-} else := {"name": default_tag, "reason": sprintf("namespace %q is labelled %s=%q: the %s tag", [namespace_name, namespace_switch.key, namespace_switch.value, default_tag])} if {
+} else := labelled
+
+labelled := {"name": default_tag, "reason": sprintf("namespace %q is labelled %s=%q: the %s tag", [namespace_name, namespace_switch.key, namespace_switch.value, default_tag])} if {
 	namespace_switch
 } else := {"name": namespace_rev[0].value, "label": namespace_rev[0], "reason": label_reason(namespace_rev[0])} if {
 	count(namespace_rev) > 0
@@ -69,10 +73,11 @@ label_reason(label) := sprintf("namespace %q is labelled %s=%q", [namespace_name
 # METADATA
 # title: The revision chosen
 # description: >-
-#   {"revision", "tag", "reasons", "warnings"} with "label" when a revision label chose it.
+#   {"revision", "tag", "reasons", "warnings"} with "label" when a revision label chose it (under
+#   --revision: when one would have), and "forced": true under --revision.
 #   "revision" is "" when the name matches no tag and no served revision: the pod is not injected.
 #   A tag wins over a revision of the same name, as Istio's default tag does.
-selection := object.union(
+selection := object.union_n([
 	{
 		"revision": resolved.revision,
 		"tag": resolved.tag,
@@ -80,7 +85,8 @@ selection := object.union(
 		"warnings": array.concat(ignored_warnings, resolved.warnings),
 	},
 	{"label": choice.label | choice.label},
-)
+	{"forced": true | choice.forced},
+])
 
 # The reasons worth adding to the served revision's own: why no revision answers; or, when the
 # default tag led to a revision, which. A revision label that chose is named by the revision's
@@ -89,6 +95,7 @@ reasons := [choice.reason, resolved.reason] if {
 	resolved.revision == ""
 } else := [resolved.reason] if {
 	not choice.label
+	not choice.forced
 	resolved.tag != ""
 } else := []
 
@@ -107,12 +114,12 @@ resolved := {"revision": rev, "tag": choice.name, "reason": sprintf("tag %s poin
 	[choice_subject, choice.name, served_string, tags_string],
 )]}
 
-choice_subject := sprintf("namespace %q label %s", [namespace_name, choice.label.key]) if {
+choice_subject := "--revision" if {
+	choice.forced
+} else := sprintf("namespace %q label %s", [namespace_name, choice.label.key]) if {
 	choice.label.on == "namespace"
 } else := sprintf("pod label %s", [choice.label.key]) if {
 	choice.label.on == "pod"
-} else := "--revision" if {
-	choice.label.on == "command line"
 } else := sprintf("the %s tag", [default_tag])
 
 served_string := concat(", ", sort(served)) if count(served) > 0

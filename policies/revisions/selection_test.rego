@@ -118,7 +118,17 @@ test_default_tag_without_a_default_revision if {
 test_forced_revision if {
 	s := revisions.selection with input as {"namespace": {"name": "a", "labels": {"istio.io/rev": "1-31"}}, "pod": {"labels": {"istio.io/rev": "1-31"}}, "revisions": served, "tags": {}, "forced": "1-32"}
 	s.revision == "1-32"
-	s.label == {"on": "command line", "key": "--revision", "value": "1-32"}
+	s.label == {"on": "namespace", "key": "istio.io/rev", "value": "1-31"}
+	s.forced
+	s.reasons == []
+	s.warnings == []
+}
+
+test_forced_revision_keeps_no_label_where_none_enables if {
+	s := revisions.selection with input as {"namespace": {"name": "a", "labels": {}}, "pod": {"labels": {}}, "revisions": served, "tags": {}, "forced": "1-32"}
+	s.revision == "1-32"
+	not s.label
+	s.forced
 	s.reasons == []
 }
 
