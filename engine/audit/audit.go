@@ -235,7 +235,7 @@ func judge(ctx context.Context, inj Decider, pod *corev1.Pod) (Finding, injector
 		f.State, f.Reason = StateMissing, fmt.Sprintf("policy would inject variant %s (%s), but the pod has no sidecar of ours", d.Variant, why)
 	case !d.Inject:
 		f.State, f.Reason = StateUnexpected, fmt.Sprintf("the pod carries variant %s from revision %s, but policy would not inject it now: %s", st.Variant, st.Revision, why)
-	case st.Revision != rev:
+	case !st.InjectedBy(rev, f.Want.Rev):
 		f.State, f.Reason = StateOutdated, fmt.Sprintf("injected at %s, the bundle is now at %s", atRevision(f.Have, "revision "), atRevision(f.Want, ""))
 	case st.Variant != d.Variant:
 		f.State, f.Reason = StateVariant, fmt.Sprintf("injected with variant %s, policy now picks %s", st.Variant, d.Variant)

@@ -42,6 +42,23 @@ type Status struct {
 	RewrittenAnnotations map[string]*string `json:"rewrittenAnnotations,omitempty"`
 }
 
+// DefaultRev is the name of the revision a lone bundle serves: the one a status without Rev
+// (written before named revisions) or an admission without a selection names.
+const DefaultRev = "default"
+
+// InjectedBy reports whether st records an injection by bundle revision bundle, served as the
+// revision named rev ("" being DefaultRev on either side), as the default policy compares them
+// (status_rev and serving_rev in policies/injector/lib/pod.rego).
+func (st Status) InjectedBy(bundle, rev string) bool {
+	name := func(s string) string {
+		if s == "" {
+			return DefaultRev
+		}
+		return s
+	}
+	return st.Revision == bundle && name(st.Rev) == name(rev)
+}
+
 // Requester is the user and groups of an admission request, as policy's subjects read them.
 type Requester struct {
 	Username string   `json:"username"`

@@ -205,7 +205,7 @@ func (rev *revision) mutate(ctx context.Context, e *evaluation) (Result, error) 
 		return res, err
 	}
 	res.Decision.Reasons, res.Decision.Warnings = e.selection.lead(res.Decision.Reasons, res.Decision.Warnings)
-	if st, ok, err := inject.ReadStatus(e.pod); ok && err == nil && st.Revision == res.Revision {
+	if st, ok, err := inject.ReadStatus(e.pod); ok && err == nil && st.InjectedBy(res.Revision, e.selection.name()) {
 		res.Current = &st
 	}
 	if !res.Decision.Inject {

@@ -33,6 +33,14 @@ func (s *Selection) inputValue() map[string]any {
 	return v
 }
 
+// name is the revision chosen, "" when there is no selection.
+func (s *Selection) name() string {
+	if s == nil {
+		return ""
+	}
+	return s.Name
+}
+
 // lead returns d's reasons and warnings led by the selection's, in new slices.
 func (s *Selection) lead(reasons, warnings []string) ([]string, []string) {
 	if s == nil {

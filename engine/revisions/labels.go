@@ -1,5 +1,7 @@
 package revisions
 
+import "github.com/rego-injector/rego-injector/engine/inject"
+
 // The labels that choose a revision, and where tags are kept. Istio's label is read as Istio reads
 // it; ours sits beside it with the same meaning and wins over it on the same object.
 const (
@@ -9,7 +11,7 @@ const (
 	RevLabel = "rego-injector.io/rev"
 	// DefaultRevision is the revision the unnamed --bundle serves, and the tag that
 	// istio-injection=enabled (or rego-injector.io/inject=enabled) stands for.
-	DefaultRevision = "default"
+	DefaultRevision = inject.DefaultRev
 	// TagsConfigMap is the ConfigMap, in the injector's namespace, whose data maps each tag to the
 	// revision it points at.
 	TagsConfigMap = "rego-injector-tags"

@@ -112,7 +112,7 @@ flatten(lists) := [item | some list in lists; some item in list]
 # description: >-
 #   The reason the pod is skipped before its own choice and the defaults are looked at; undefined when
 #   none applies. In order: operation, excluded namespace, namespace switched off, hostNetwork, an
-#   injection status (same revision, or unreadable), Istio's own injection.
+#   injection status (same bundle revision and revision name, or unreadable), Istio's own injection.
 precondition_skip := {"code": "operation", "reason": "the request names no operation: pods are injected on CREATE only"} if {
 	lib.operation == ""
 } else := {"code": "operation", "reason": sprintf("operation %s: pods are injected on CREATE only", [lib.operation])} if {
@@ -128,6 +128,7 @@ precondition_skip := {"code": "operation", "reason": "the request names no opera
 	lib.host_network
 } else := {"code": "already_injected", "reason": sprintf("pod is already injected at revision %q", [lib.revision])} if {
 	lib.status.revision == lib.revision
+	lib.status_rev == lib.serving_rev
 } else := {"code": "status_unreadable", "reason": sprintf(
 	"pod annotation %s is not the status this injector writes (a JSON object with a revision, and lists of names): the injected containers cannot be safely stripped and re-injected, so the pod is left as it is",
 	[lib.status_annotation],
@@ -235,6 +236,11 @@ leftover_warnings := [sprintf(
 } else := []
 
 reinjection_reasons := [sprintf(
+	"re-injecting: pod was injected by revision %s (bundle revision %q), it is now answered by revision %s",
+	[lib.status_rev, lib.status.revision, lib.serving_rev],
+)] if {
+	lib.status_rev != lib.serving_rev
+} else := [sprintf(
 	"re-injecting: pod was injected at revision %q, bundle is now %q",
 	[lib.status.revision, lib.revision],
 )] if {

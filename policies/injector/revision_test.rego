@@ -78,3 +78,29 @@ test_disabled_switch_wins_over_a_revision_label if {
 	not d.inject
 	d.code == "namespace_disabled"
 }
+
+injected_by(rev) := {"rego-injector.io/status": json.marshal({"revision": "default-1", "rev": rev, "variant": "sidecar", "containers": ["istio-proxy"], "initContainers": ["istio-init"]})}
+
+test_same_bundle_from_another_revision_is_reinjected if {
+	pod := object.union(
+		mutate_test.pod_input({"istio-injection": "enabled"}, {"annotations": injected_by("1-31")}, mutate_test.app),
+		{"revision": {"name": "1-32", "tag": "default"}},
+	)
+	d := mutate.decision with input as pod
+	d.inject
+	`re-injecting: pod was injected by revision 1-31 (bundle revision "default-1"), it is now answered by revision 1-32` in d.reasons
+}
+
+test_same_bundle_and_revision_is_skipped if {
+	pod := object.union(
+		mutate_test.pod_input({"istio-injection": "enabled"}, {"annotations": injected_by("1-32")}, mutate_test.app),
+		{"revision": {"name": "1-32", "tag": "default"}},
+	)
+	d := mutate.decision with input as pod
+	d.code == "already_injected"
+}
+
+test_status_without_a_revision_name_is_the_default_revision if {
+	d := mutate.decision with input as mutate_test.pod_input({"istio-injection": "enabled"}, {"annotations": injected_by(null)}, mutate_test.app)
+	d.code == "already_injected"
+}

@@ -137,6 +137,11 @@ revision_name := name if {
 	name != ""
 }
 
+# The revision name serving the pod: revision_name, else "default" (the engine chose none).
+serving_rev := revision_name if {
+	revision_name
+} else := "default"
+
 namespace_disabled if namespace_switch.value == "disabled"
 
 # Every opt-in/out key the pod sets, as {"kind", "key", "value"}: labels first, then annotations,
@@ -181,6 +186,16 @@ switch_warnings := array.concat(
 invalid_switch_fallback := sprintf("using %s instead", [switch_string(pod_switch)]) if {
 	pod_switch
 } else := "using the default"
+
+# The name of the revision that injected the pod, as its status records it; "default" when the
+# status names none (an engine before revisions wrote none). Undefined without a status.
+status_rev := rev if {
+	rev := status.rev
+	is_string(rev)
+	rev != ""
+} else := "default" if {
+	status
+}
 
 # The injection status the engine recorded on the pod, when it is a JSON object with a revision and
 # every other field has the type the engine reads (a hand-edited annotation may not).
