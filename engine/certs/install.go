@@ -70,7 +70,8 @@ type Result struct {
 	Patched []string
 	// RoutingErr, when not nil, says why the configurations of revisions and tags, or some of them,
 	// were left alone: the injector's RBAC may not let it list or update them. The named
-	// configurations are patched all the same.
+	// configurations are patched all the same, but a staged CA is not switched to while the
+	// others cannot be listed, until the current CA can no longer sign.
 	RoutingErr error
 	// CertPEM and KeyPEM are the serving certificate and key now in the Secret.
 	CertPEM, KeyPEM []byte
@@ -134,8 +135,10 @@ func Ensure(ctx context.Context, client kubernetes.Interface, opts Options) (Res
 		if err != nil {
 			return fmt.Errorf("read secret %s/%s: %w", opts.Namespace, opts.Secret, err)
 		}
-		mayPromote := true
-		if existing != nil && len(existing.Data[KeyNextCACert]) > 0 {
+		// Configurations it may not list may not hold the staged CA yet: it switches only when the
+		// current one can no longer sign (rotation.go's plan).
+		mayPromote := res.RoutingErr == nil
+		if mayPromote && existing != nil && len(existing.Data[KeyNextCACert]) > 0 {
 			if mayPromote, err = bundlesHold(ctx, client, opts.WebhookConfigurations, routing, existing.Data[KeyNextCACert]); err != nil {
 				return err
 			}

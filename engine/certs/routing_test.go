@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"slices"
 	"testing"
+	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -82,5 +83,47 @@ func TestEnsureWithoutListing(t *testing.T) {
 	}
 	if !apierrors.IsForbidden(res.RoutingErr) || !slices.Equal(res.Patched, []string{"MutatingWebhookConfiguration/rego-injector"}) {
 		t.Errorf("patched %v, RoutingErr %v", res.Patched, res.RoutingErr)
+	}
+}
+
+// TestStagedCAWaitsForListing: a staged CA that is due is not switched to while the configurations
+// of revisions and tags cannot be listed (they may not trust it yet), and is once they can.
+func TestStagedCAWaitsForListing(t *testing.T) {
+	client := fake.NewClientset(mutating("rego-injector", nil))
+	forbidden := true
+	client.PrependReactor("list", "mutatingwebhookconfigurations", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if forbidden {
+			return true, nil, apierrors.NewForbidden(admissionregistrationv1.Resource("mutatingwebhookconfigurations"), "", nil)
+		}
+		return false, nil, nil
+	})
+	o := opts()
+	o.WebhookConfigurations = []string{"rego-injector"}
+	first, err := certs.Ensure(t.Context(), client, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	staging := o
+	staging.RotateCA, staging.CALead = true, time.Hour
+	if res, err := certs.Ensure(t.Context(), client, staging); err != nil || !res.StagedCA {
+		t.Fatalf("no CA staged: %+v, %v", res, err)
+	}
+	secret, err := client.CoreV1().Secrets(o.Namespace).Get(t.Context(), o.Secret, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	elapse(secret)
+	if _, err := client.CoreV1().Secrets(o.Namespace).Update(t.Context(), secret, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	held, err := certs.Ensure(t.Context(), client, o)
+	if err != nil || held.NewCA || held.Issued {
+		t.Fatalf("switched to the staged CA without knowing every configuration trusts it: %+v, %v", held, err)
+	}
+	forbidden = false
+	switched, err := certs.Ensure(t.Context(), client, o)
+	if err != nil || !switched.NewCA || !switched.Issued || bytes.Equal(switched.CertPEM, first.CertPEM) {
+		t.Fatalf("the due CA was not switched to once every configuration could be read: %+v, %v", switched, err)
 	}
 }
