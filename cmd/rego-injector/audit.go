@@ -9,6 +9,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/rego-injector/rego-injector/engine/audit"
+	"github.com/rego-injector/rego-injector/engine/revisions"
 )
 
 func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -25,7 +26,11 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *output != "table" && *output != "json" {
 		return fmt.Errorf("%w: -o %q: want table or json", errUsage, *output)
 	}
-	r, _, err := auditCluster(ctx, "audit", *kubeconfig, *namespace, &e, stderr)
+	set, cs, err := clusterRevisions(ctx, "audit", *kubeconfig, &e, stderr)
+	if err != nil {
+		return err
+	}
+	r, err := audit.RunCluster(ctx, set, cs, *namespace)
 	if err != nil {
 		return err
 	}
@@ -40,28 +45,24 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return err
 }
 
-// auditCluster judges the pods of the cluster kubeconfig names (of namespace, or all) by the
-// revisions e serves, for the command cmd; it returns the report and the cluster's client.
-func auditCluster(ctx context.Context, cmd, kubeconfig, namespace string, e *engineFlags, stderr io.Writer) (audit.Report, kubernetes.Interface, error) {
+// clusterRevisions is the cluster kubeconfig names, and the revisions e serves with its namespaces
+// and tags, for the command cmd, which needs a cluster.
+func clusterRevisions(ctx context.Context, cmd, kubeconfig string, e *engineFlags, stderr io.Writer) (*revisions.Set, kubernetes.Interface, error) {
 	log, err := newLogger(stderr, e.logLevel)
 	if err != nil {
-		return audit.Report{}, nil, err
+		return nil, nil, err
 	}
 	cs, err := kubeClient(kubeconfig)
 	if err != nil {
-		return audit.Report{}, nil, err
+		return nil, nil, err
 	}
 	if cs == nil {
-		return audit.Report{}, nil, fmt.Errorf("%w: %s needs a cluster: give --kubeconfig or set $KUBECONFIG", errUsage, cmd)
+		return nil, nil, fmt.Errorf("%w: %s needs a cluster: give --kubeconfig or set $KUBECONFIG", errUsage, cmd)
 	}
 	ns, err := syncedNamespaces(ctx, cs, log)
 	if err != nil {
-		return audit.Report{}, nil, err
+		return nil, nil, err
 	}
 	set, err := e.revisionSet(ctx, ns, cs, log)
-	if err != nil {
-		return audit.Report{}, nil, err
-	}
-	r, err := audit.RunCluster(ctx, set, cs, namespace)
-	return r, cs, err
+	return set, cs, err
 }

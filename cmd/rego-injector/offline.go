@@ -122,7 +122,10 @@ func (e *engineFlags) revisionSet(ctx context.Context, ns cluster.Namespaces, cs
 	if err != nil {
 		return nil, err
 	}
-	set := revisions.NewSet(r, revs, tags, ns)
+	set, err := revisions.NewSet(r, revs, tags, ns)
+	if err != nil {
+		return nil, err
+	}
 	if e.revision != "" {
 		set = set.Forced(e.revision)
 	}

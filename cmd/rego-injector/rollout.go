@@ -20,7 +20,7 @@ func rolloutCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	confirm := fs.Bool("confirm", false, "restart the workloads; without it, print what would be done and change nothing")
 	var e engineFlags
 	e.register(fs)
-	fs.Lookup("revision").Usage = "the revision whose pods to bring up to date: those its labels and tags choose now (required)"
+	fs.Lookup("revision").Usage = "the revision, or the tag pointing at it, whose pods to bring up to date: those its labels and tags choose now (required)"
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
@@ -40,16 +40,27 @@ func rolloutCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	r, cs, err := auditCluster(ctx, "rollout", *kubeconfig, *namespace, &e, stderr)
+	set, cs, err := clusterRevisions(ctx, "rollout", *kubeconfig, &e, stderr)
 	if err != nil {
 		return err
 	}
-	findings := selectFindings(r, revision)
+	rev, tag, err := set.Resolve(revision)
+	if err != nil {
+		return fmt.Errorf("%w: --revision: %w", errUsage, err)
+	}
+	if tag != "" {
+		fmt.Fprintf(stdout, "tag %s points at revision %s\n", tag, rev)
+	}
+	r, err := audit.RunCluster(ctx, set, cs, *namespace)
+	if err != nil {
+		return err
+	}
+	findings := selectFindings(r, rev)
 	judged := 0
 	for _, n := range r.Pods {
 		judged += n
 	}
-	fmt.Fprintf(stdout, "%d pods judged; %d of revision %s to bring up to date\n", judged, len(findings), revision)
+	fmt.Fprintf(stdout, "%d pods judged; %d of revision %s to bring up to date\n", judged, len(findings), rev)
 	res, err := rollout.Run(ctx, cs, rollout.NewPlan(findings), rollout.Options{
 		MaxUnavailable: *maxUnavailable,
 		Timeout:        *timeout,

@@ -237,7 +237,11 @@ func (c *serveConfig) serveRevisions(ctx context.Context, cs kubernetes.Interfac
 		}
 		return out
 	}
-	return revisions.NewSet(r, revs, tags, namespaces), status, failed, nil
+	set, err := revisions.NewSet(r, revs, tags, namespaces)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return set, status, failed, nil
 }
 
 // certificates is where the serving certificate comes from: the managed Secret, the files given,

@@ -24,7 +24,10 @@ func TestSameBundleOtherRevisionIsOutdated(t *testing.T) {
 		}
 		revs[name] = inj
 	}
-	set := revisions.NewSet(newRouter(t), revs, revisions.StaticTags{}, testNamespaces)
+	set, err := revisions.NewSet(newRouter(t), revs, revisions.StaticTags{}, testNamespaces)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	first, err := set.Inject(t.Context(), fixture.Admission(pod(`"istio.io/rev":"1-31"`), "unlabeled", ""))
 	if err != nil || first.Pod == nil {

@@ -2,6 +2,7 @@ package revisions
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -48,13 +49,22 @@ type Set struct {
 // selectionMemo is how many distinct selections a Set remembers: a few per namespace.
 const selectionMemo = 4096
 
-// NewSet serves revisions (by name) with tags, looking namespaces up in ns.
-func NewSet(router *Router, revisions map[string]*injector.Injector, tags Tags, ns cluster.Namespaces) *Set {
+// NewSet serves revisions (by name) with tags, looking namespaces up in ns. It refuses no
+// revisions, and a name without an injector: every admission needs one to answer it.
+func NewSet(router *Router, revisions map[string]*injector.Injector, tags Tags, ns cluster.Namespaces) (*Set, error) {
+	if len(revisions) == 0 {
+		return nil, errors.New("serve revisions: none given")
+	}
+	for name, inj := range revisions {
+		if inj == nil {
+			return nil, fmt.Errorf("serve revisions: revision %q has no injector", name)
+		}
+	}
 	if tags == nil {
 		tags = StaticTags{}
 	}
 	selections, _ := lru.New[string, injector.Selection](selectionMemo) // only a size <= 0 fails
-	return &Set{router: router, selections: selections, revisions: revisions, names: slices.Sorted(maps.Keys(revisions)), tags: tags, namespaces: ns}
+	return &Set{router: router, selections: selections, revisions: revisions, names: slices.Sorted(maps.Keys(revisions)), tags: tags, namespaces: ns}, nil
 }
 
 // Forced returns a copy of s where name (a revision or a tag) answers every pod, whatever its
@@ -63,6 +73,31 @@ func (s *Set) Forced(name string) *Set {
 	c := *s
 	c.forced = name
 	return &c
+}
+
+// ErrUnknownName is the error of Resolve for a name that is neither a tag nor a revision served.
+var ErrUnknownName = errors.New("no revision or tag has that name")
+
+// Resolve returns the revision served that name stands for, as the selection policy resolves a
+// label: the revision a tag of that name points at (tag is then name), else the revision of that
+// name. A tag pointing at a revision not served, and a name of nothing, are errors that list what
+// there is.
+func (s *Set) Resolve(name string) (rev, tag string, err error) {
+	tags := s.tags.Tags()
+	if rev, ok := tags[name]; ok {
+		if s.revisions[rev] == nil {
+			return "", "", fmt.Errorf("tag %s points at revision %s, which is not served (revisions: %s)", name, rev, strings.Join(s.names, ", "))
+		}
+		return rev, name, nil
+	}
+	if s.revisions[name] != nil {
+		return name, "", nil
+	}
+	known := make([]string, 0, len(tags))
+	for _, t := range slices.Sorted(maps.Keys(tags)) {
+		known = append(known, t+" -> "+tags[t])
+	}
+	return "", "", fmt.Errorf("%s: %w (revisions: %s; tags: %s)", name, ErrUnknownName, strings.Join(s.names, ", "), strings.Join(known, ", "))
 }
 
 // Names lists the revisions served, sorted.

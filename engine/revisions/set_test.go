@@ -59,7 +59,11 @@ func twoRevisions(tb testing.TB, tags revisions.Tags) *revisions.Set {
 		}
 		revs[name] = inj
 	}
-	return revisions.NewSet(newRouter(tb), revs, tags, testNamespaces)
+	set, err := revisions.NewSet(newRouter(tb), revs, tags, testNamespaces)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return set
 }
 
 func pod(labels string) []byte {
@@ -221,7 +225,10 @@ func TestARevisionWithoutABundle(t *testing.T) {
 		t.Fatal(err)
 	}
 	revs := map[string]*injector.Injector{"1-31": ready, "1-32": injector.New(testNamespaces)}
-	set := revisions.NewSet(newRouter(t), revs, revisions.StaticTags{}, testNamespaces)
+	set, err := revisions.NewSet(newRouter(t), revs, revisions.StaticTags{}, testNamespaces)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if set.Ready(nil) {
 		t.Error("ready while 1-32 has no bundle")
 	}
@@ -233,5 +240,30 @@ func TestARevisionWithoutABundle(t *testing.T) {
 	}
 	if res, err := set.Inject(t.Context(), fixture.Admission(pod(`"istio.io/rev":"1-31"`), "unlabeled", "")); err != nil || res.Patch == nil {
 		t.Errorf("a pod of 1-31: %v", err)
+	}
+}
+
+func TestResolve(t *testing.T) {
+	set := twoRevisions(t, revisions.StaticTags{"prod": "1-31", "1-32": "1-31", "stale": "1-20"})
+	for _, c := range []struct{ name, rev, tag, err string }{
+		{"1-31", "1-31", "", ""},
+		{"prod", "1-31", "prod", ""},
+		{"1-32", "1-31", "1-32", ""}, // a tag wins over the revision of its name, as in selection
+		{"stale", "", "", "tag stale points at revision 1-20, which is not served (revisions: 1-31, 1-32)"},
+		{"1-33", "", "", "1-33: no revision or tag has that name (revisions: 1-31, 1-32; tags: 1-32 -> 1-31, prod -> 1-31, stale -> 1-20)"},
+	} {
+		rev, tag, err := set.Resolve(c.name)
+		if rev != c.rev || tag != c.tag || (err == nil) != (c.err == "") || (err != nil && err.Error() != c.err) {
+			t.Errorf("Resolve(%q) = %q, %q, %v; want %q, %q, %q", c.name, rev, tag, err, c.rev, c.tag, c.err)
+		}
+	}
+}
+
+func TestNewSetRefusesNoRevisions(t *testing.T) {
+	if _, err := revisions.NewSet(newRouter(t), nil, nil, testNamespaces); err == nil {
+		t.Error("a set of no revisions was made")
+	}
+	if _, err := revisions.NewSet(newRouter(t), map[string]*injector.Injector{"default": nil}, nil, testNamespaces); err == nil {
+		t.Error("a set with a revision of no injector was made")
 	}
 }

@@ -32,7 +32,10 @@ func TestRevisionsAreNamed(t *testing.T) {
 		"1-31": fixture.Injector(t, fixture.Policy(t, "one-1"), nil),
 		"1-32": fixture.Injector(t, fixture.Policy(t, "two-1"), nil),
 	}
-	set := revisions.NewSet(router, revs, revisions.StaticTags{"prod": "1-32"}, ns)
+	set, err := revisions.NewSet(router, revs, revisions.StaticTags{"prod": "1-32"}, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
 	m := metrics.New()
 	var logBuf syncBuffer
 	w := webhook.New(set, webhook.WithMetrics(m), webhook.WithDecisionLog(&logBuf))
@@ -64,7 +67,11 @@ func TestRevisionsAreNamed(t *testing.T) {
 	if resp.Patch == nil || !slices.Contains(resp.Warnings, `pod label rego-injector.io/rev="9-99" is not read: namespace "default" label istio.io/rev decides`) {
 		t.Errorf("a pod label the namespace overrides: patch %t, warnings %q", resp.Patch != nil, resp.Warnings)
 	}
-	unlabelled := webhook.New(revisions.NewSet(router, revs, revisions.StaticTags{"prod": "1-32"}, cluster.Static{}), webhook.WithMetrics(m))
+	unlabelledSet, err := revisions.NewSet(router, revs, revisions.StaticTags{"prod": "1-32"}, cluster.Static{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlabelled := webhook.New(unlabelledSet, webhook.WithMetrics(m))
 	resp = unlabelled.Mutating().Handle(t.Context(), review(t, pod))
 	if !resp.Allowed || resp.Patch != nil || !strings.Contains(strings.Join(resp.Warnings, "\n"), `"9-99", but no revision or tag has that name`) {
 		t.Fatalf("a pod naming no revision: allowed %t, patch %t, warnings %q", resp.Allowed, resp.Patch != nil, resp.Warnings)
