@@ -166,27 +166,37 @@ func (i *Injector) Inject(ctx context.Context, a Admission) (Result, error) {
 	return res, err
 }
 
+// Validation is the validating policy's verdict on a pod, and what judged it.
+type Validation struct {
+	Verdict policy.Verdict
+	// Revision is the bundle revision that judged.
+	Revision string
+	// Selection is how the revision was chosen, as the admission gave it; nil when none was.
+	Selection *Selection
+}
+
 // Validate runs the validating policy on the pod and names the revision that judged it: the one
 // path of the validating webhook and of `check`. With a memo, an admission judged before is
 // judged again from it.
-func (i *Injector) Validate(ctx context.Context, a Admission) (policy.Verdict, string, error) {
+func (i *Injector) Validate(ctx context.Context, a Admission) (Validation, error) {
 	rev, ns, err := i.begin(ctx, a)
+	res := Validation{Revision: rev.name(), Selection: a.Selection}
 	if err != nil {
-		return policy.Verdict{}, rev.name(), err
+		return res, err
 	}
 	key := rev.memo.key("validate", a.Request, ns, a.Selection)
 	if v, ok := rev.memo.verdict(key); ok {
-		return v, rev.name(), nil
+		res.Verdict = v
+		return res, nil
 	}
 	e, err := i.evaluationIn(rev, a, ns)
 	if err != nil {
-		return policy.Verdict{}, rev.name(), err
+		return res, err
 	}
-	v, err := rev.policy.Validate(ctx, e.input)
-	if err == nil {
-		rev.memo.keepVerdict(key, v)
+	if res.Verdict, err = rev.policy.Validate(ctx, e.input); err == nil {
+		rev.memo.keepVerdict(key, res.Verdict)
 	}
-	return v, rev.name(), err
+	return res, err
 }
 
 // name is the revision's name, "" for none.

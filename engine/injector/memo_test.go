@@ -220,11 +220,11 @@ func mutateRequest(t *testing.T, inj *injector.Injector, req *admissionv1.Admiss
 // validate judges the pod raw, created in namespace default, with inj.
 func validate(t *testing.T, inj *injector.Injector, raw []byte) policy.Verdict {
 	t.Helper()
-	v, _, err := inj.Validate(t.Context(), fixture.Admission(raw, "default", ""))
+	res, err := inj.Validate(t.Context(), fixture.Admission(raw, "default", ""))
 	if err != nil {
 		t.Error(err)
 	}
-	return v
+	return res.Verdict
 }
 
 func review(t *testing.T, raw []byte) *admissionv1.AdmissionRequest {

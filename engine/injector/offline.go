@@ -81,6 +81,6 @@ func (i *Injector) ValidateObject(ctx context.Context, obj map[string]any, names
 	if !ok || err != nil {
 		return v, ok, err
 	}
-	v, _, err = i.Validate(ctx, in)
-	return v, true, err
+	res, err := i.Validate(ctx, in)
+	return res.Verdict, true, err
 }

@@ -218,30 +218,34 @@ func (s *Set) Inject(ctx context.Context, a injector.Admission) (injector.Result
 
 // Validate judges a with the revision its labels choose. A pod whose labels name no served
 // revision is judged by the revision of the default tag (else the first served), so that a made-up
-// name does not dodge validation; the selection's warnings are added to the verdict's.
-func (s *Set) Validate(ctx context.Context, a injector.Admission) (policy.Verdict, string, error) {
+// name does not dodge validation; the selection's warnings are added to the verdict's, and the
+// result's Selection names that revision.
+func (s *Set) Validate(ctx context.Context, a injector.Admission) (injector.Validation, error) {
 	a, inj, err := s.Select(ctx, a)
 	if err != nil {
-		return policy.Verdict{}, "", err
+		return injector.Validation{}, err
 	}
 	if inj == nil {
-		v, rev, err := s.fallback().Validate(ctx, a)
-		v.Warn = append(slices.Clip(a.Selection.Warnings), v.Warn...)
-		return v, rev, err
+		name := s.fallback()
+		res, err := s.revisions[name].Validate(ctx, a)
+		res.Verdict.Warn = append(slices.Clip(a.Selection.Warnings), res.Verdict.Warn...)
+		res.Selection = &injector.Selection{Name: name, Warnings: a.Selection.Warnings}
+		return res, named(name, err)
 	}
-	v, rev, err := inj.Validate(ctx, a)
-	return v, rev, named(a.Selection.Name, err)
+	res, err := inj.Validate(ctx, a)
+	return res, named(a.Selection.Name, err)
 }
 
-// fallback is the revision of the default tag, else the default revision, else the first served.
-func (s *Set) fallback() *injector.Injector {
-	if inj := s.revisions[s.tags.Tags()[DefaultRevision]]; inj != nil {
-		return inj
+// fallback names the revision of the default tag, else the default revision, else the first
+// served.
+func (s *Set) fallback() string {
+	if name := s.tags.Tags()[DefaultRevision]; s.revisions[name] != nil {
+		return name
 	}
-	if inj := s.revisions[DefaultRevision]; inj != nil {
-		return inj
+	if s.revisions[DefaultRevision] != nil {
+		return DefaultRevision
 	}
-	return s.revisions[s.names[0]]
+	return s.names[0]
 }
 
 // Trace writes the evaluation trace of the mutating decision on a to w, by the revision its labels
@@ -288,8 +292,8 @@ func (s *Set) ValidateObject(ctx context.Context, obj map[string]any, namespace 
 	if !ok || err != nil {
 		return policy.Verdict{}, ok, err
 	}
-	v, _, err := s.Validate(ctx, in)
-	return v, true, err
+	res, err := s.Validate(ctx, in)
+	return res.Verdict, true, err
 }
 
 // Decide runs only the mutating decision on a, by the revision its labels choose.
@@ -314,4 +318,4 @@ func (s *Set) unanswered(a injector.Admission) injector.Result {
 
 // Revision is the bundle revision of the default tag's revision (see Validate): what a report
 // that names one bundle revision names.
-func (s *Set) Revision() string { return s.fallback().Revision() }
+func (s *Set) Revision() string { return s.revisions[s.fallback()].Revision() }

@@ -133,12 +133,13 @@ func TestAnUnknownNameIsNotInjectedAndSaysSo(t *testing.T) {
 
 func TestAnUnknownNameDoesNotDodgeValidation(t *testing.T) {
 	set := twoRevisions(t, revisions.StaticTags{"default": "1-31"})
-	v, rev, err := set.Validate(t.Context(), fixture.Admission(pod(``), "bogus", ""))
+	res, err := set.Validate(t.Context(), fixture.Admission(pod(``), "bogus", ""))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(v.Deny) == 0 || rev != "one-1" {
-		t.Fatalf("a pod without a sidecar in a require-sidecar namespace naming an unknown revision was admitted by %q: %+v", rev, v)
+	v := res.Verdict
+	if len(v.Deny) == 0 || res.Revision != "one-1" || res.Selection.Name != "1-31" {
+		t.Fatalf("a pod without a sidecar in a require-sidecar namespace naming an unknown revision was admitted by %q (%+v): %+v", res.Revision, res.Selection, v)
 	}
 	if len(v.Warn) == 0 || !strings.Contains(v.Warn[0], `"1-99"`) {
 		t.Fatalf("the selection's warning is not among the verdict's: %q", v.Warn)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rego-injector/rego-injector/engine/admission"
+	"github.com/rego-injector/rego-injector/engine/inject"
 	"github.com/rego-injector/rego-injector/engine/policy"
 )
 
@@ -147,11 +148,11 @@ func nonNil(s []string) []string {
 }
 
 // bundlesOf is the decision log's "bundles": the bundle revision by the name of the revision that
-// served it ("live" when revisions are not named), with the tag that chose it.
+// served it ("default" when no revision was chosen by name), with the tag that chose it.
 func bundlesOf(by served) map[string]map[string]string {
 	name, b := by.name, map[string]string{"revision": by.bundle}
 	if name == "" {
-		name = "live"
+		name = inject.DefaultRev
 	}
 	if by.tag != "" {
 		b["tag"] = by.tag

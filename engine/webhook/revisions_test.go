@@ -59,6 +59,21 @@ func TestRevisionsAreNamed(t *testing.T) {
 	if b := entry.Bundles["1-32"]; b["revision"] != "two-1" || b["tag"] != "prod" || len(entry.Bundles) != 1 {
 		t.Errorf("decision log bundles %v", entry.Bundles)
 	}
+	// The validating webhook names the revision that judged, too.
+	logBuf.Reset()
+	if resp := w.Validating().Handle(t.Context(), review(t, []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web"},"spec":{"containers":[{"name":"app","image":"nginx"}]}}`))); !resp.Allowed {
+		t.Fatalf("validation: %+v", resp)
+	}
+	entry.Bundles = nil
+	if err := json.Unmarshal([]byte(strings.TrimSpace(logBuf.String())), &entry); err != nil {
+		t.Fatal(err)
+	}
+	if b := entry.Bundles["1-32"]; b["revision"] != "two-1" || b["tag"] != "prod" || len(entry.Bundles) != 1 {
+		t.Errorf("validation's decision log bundles %v", entry.Bundles)
+	}
+	if got := fixture.Counter(t, m, "rego_injector_admissions_total", map[string]string{"endpoint": "validate", "revision": "1-32"}); got != 1 {
+		t.Errorf("admissions{endpoint=validate,revision=1-32} = %v", got)
+	}
 
 	// A pod label the namespace's overrides is reported; in an unlabelled namespace, a name that
 	// matches nothing is a warning and no sidecar.

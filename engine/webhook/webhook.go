@@ -22,7 +22,7 @@ import (
 // one per pod.
 type Answerer interface {
 	Inject(ctx context.Context, a injector.Admission) (injector.Result, error)
-	Validate(ctx context.Context, a injector.Admission) (policy.Verdict, string, error)
+	Validate(ctx context.Context, a injector.Admission) (injector.Validation, error)
 }
 
 // Webhooks are the mutating and validating webhooks of one injector. They are safe for concurrent use.
@@ -90,7 +90,7 @@ func (w *Webhooks) mutate(ctx context.Context, req *admission.Request) *admissio
 	a := injector.Admission{Raw: req.Object.Raw, Request: req}
 	res, err := w.inj.Inject(ctx, a)
 	took := time.Since(start)
-	served := servedBy(res)
+	served := servedBy(res.Revision, res.Selection)
 	w.logDecision("injector/mutate/decision", req, served, res.Decision, err, took)
 	a.Selection = res.Selection // the shadow answers as the revision chosen for the pod
 	w.compareShadow(a, res, err)
@@ -137,10 +137,10 @@ func (w *Webhooks) mutate(ctx context.Context, req *admission.Request) *admissio
 // served, and the bundle revision.
 type served struct{ name, tag, bundle string }
 
-func servedBy(res injector.Result) served {
-	s := served{bundle: res.Revision}
-	if res.Selection != nil {
-		s.name, s.tag = res.Selection.Name, res.Selection.Tag
+func servedBy(bundle string, sel *injector.Selection) served {
+	s := served{bundle: bundle}
+	if sel != nil {
+		s.name, s.tag = sel.Name, sel.Tag
 	}
 	return s
 }
@@ -164,11 +164,15 @@ func (w *Webhooks) validate(ctx context.Context, req *admission.Request) *admiss
 		w.metrics.Admission("validate", metrics.ResultIgnored, "", "", "", time.Since(start))
 		return admission.Allowed()
 	}
-	v, rev, err := w.inj.Validate(ctx, injector.Admission{Raw: req.Object.Raw, Request: req})
+	res, err := w.inj.Validate(ctx, injector.Admission{Raw: req.Object.Raw, Request: req})
 	took := time.Since(start)
-	w.logDecision("injector/validate", req, served{bundle: rev}, verdictResult(v), err, took)
+	v, rev, served := res.Verdict, res.Revision, servedBy(res.Revision, res.Selection)
+	w.logDecision("injector/validate", req, served, verdictResult(v), err, took)
+	if served.name != "" {
+		log = log.With("rev", served.name)
+	}
 	if err != nil {
-		w.metrics.Admission("validate", metrics.ResultError, "", "", "", took)
+		w.metrics.Admission("validate", metrics.ResultError, "", "", served.name, took)
 		log.Error("admission failed", "revision", rev, "err", err, "duration_ms", ms(took))
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
@@ -179,11 +183,11 @@ func (w *Webhooks) validate(ctx context.Context, req *admission.Request) *admiss
 		log.Info("dry-run violations", "revision", rev, "dryrun", v.DryRun)
 	}
 	if len(v.Deny) > 0 {
-		w.metrics.Admission("validate", metrics.ResultDenied, "", "", "", took)
+		w.metrics.Admission("validate", metrics.ResultDenied, "", "", served.name, took)
 		log.Info("admission", "decision", "deny", "revision", rev, "deny", v.Deny, "duration_ms", ms(took))
 		return admission.Denied(strings.Join(v.Deny, "; "), v.Warn...)
 	}
-	w.metrics.Admission("validate", metrics.ResultAllowed, "", "", "", took)
+	w.metrics.Admission("validate", metrics.ResultAllowed, "", "", served.name, took)
 	log.Info("admission", "decision", "allow", "revision", rev, "warnings", len(v.Warn), "duration_ms", ms(took))
 	return admission.Allowed(v.Warn...)
 }

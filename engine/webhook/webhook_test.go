@@ -53,7 +53,7 @@ func TestShadowAndDecisionLog(t *testing.T) {
 	if err := json.Unmarshal([]byte(line), &entry); err != nil {
 		t.Fatalf("decision log line %q: %v", line, err)
 	}
-	if entry["decision_id"] == "" || entry["path"] != "injector/mutate/decision" || entry["bundles"].(map[string]any)["live"].(map[string]any)["revision"] != "default-1" {
+	if entry["decision_id"] == "" || entry["path"] != "injector/mutate/decision" || entry["bundles"].(map[string]any)["default"].(map[string]any)["revision"] != "default-1" {
 		t.Errorf("decision log line lacks its fields: %s", line)
 	}
 	if entry["result"].(map[string]any)["inject"] != true {
@@ -185,4 +185,10 @@ func TestEphemeralContainersAreValidated(t *testing.T) {
 	if resp := w.Validating().Handle(t.Context(), req); !resp.Allowed {
 		t.Fatalf("a status update was judged: %+v", resp.Result)
 	}
+}
+
+func (b *syncBuffer) Reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Reset()
 }
