@@ -538,4 +538,16 @@ func TestRevisionConfigurations(t *testing.T) {
 	if len(report.Overlaps) > 0 {
 		t.Errorf("the chart's configurations overlap: %+v", report.Overlaps)
 	}
+
+	// A customised webhooks.objectSelector narrows the revisions' entries as it does the main ones.
+	custom := render(t, "injectors", "-f", ciValues("bundles"), "--set-json",
+		`webhooks.objectSelector={"matchLabels":{"mesh":"yes"},"matchExpressions":[{"key":"tier","operator":"NotIn","values":["batch"]}]}`)
+	var got admissionregistrationv1.MutatingWebhookConfiguration
+	custom.get(t, "MutatingWebhookConfiguration/rego-injector-tag-prod", &got)
+	for _, w := range got.Webhooks {
+		exprs := w.ObjectSelector.MatchExpressions
+		if w.ObjectSelector.MatchLabels["mesh"] != "yes" || len(exprs) == 0 || exprs[len(exprs)-1].Key != "tier" {
+			t.Errorf("%s: objectSelector %+v lacks the custom webhooks.objectSelector", w.Name, w.ObjectSelector)
+		}
+	}
 }

@@ -147,3 +147,12 @@ test_non_string_labels_are_not_read if {
 	s := sel({"istio.io/rev": 3}, {}, {})
 	s.revision == "default"
 }
+
+# A switch label that neither enables nor disables still chooses the default tag (its bundle then
+# does not inject: the switch is not "enabled"), and the revision label beside it is reported.
+test_switch_with_another_value_and_a_revision_label if {
+	s := sel({"istio-injection": "maybe", "istio.io/rev": "1-32"}, {}, {})
+	s.revision == "default"
+	not s.label
+	count(s.warnings) == 1
+}
