@@ -418,8 +418,8 @@ func (r *faultRun) snapshot() (readyz, metrics string) {
 		}
 	}
 	metrics = fmt.Sprintf("bundle_info %s; activations: %.0f activated, %.0f refused; admissions result=error: %.0f", revision,
-		metricValue(text, "rego_injector_bundle_activations_total", `bundle="live"`, `result="activated"`),
-		metricValue(text, "rego_injector_bundle_activations_total", `bundle="live"`, `result="refused"`),
+		metricValue(text, "rego_injector_bundle_activations_total", `bundle="default"`, `result="activated"`),
+		metricValue(text, "rego_injector_bundle_activations_total", `bundle="default"`, `result="refused"`),
 		metricValue(text, "rego_injector_admissions_total", `result="error"`))
 	return readyz, metrics
 }

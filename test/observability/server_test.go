@@ -67,7 +67,7 @@ func exportedFamilies(t *testing.T) families {
 		t.Fatal(err)
 	}
 	s.scrapeInto(t, f.live, "rego_injector_shadow_differences_total{", "rego_injector_policy_violations_total{",
-		`rego_injector_bundle_activations_total{bundle="live",result="refused"}`)
+		`rego_injector_bundle_activations_total{bundle="default",result="refused"}`)
 
 	s = startServer(t, bin, filepath.Join(dir, "shedding"), "--max-inflight-bytes", "1")
 	pod := review("3", map[string]string{"sidecar.istio.io/inject": "true"}, nil)
