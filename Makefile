@@ -4,6 +4,8 @@ GO        ?= go
 OPA       := $(GO) tool opa
 BIN       := bin/rego-injector
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# Read once, so that every target of one run names the same version.
+VERSION   := $(VERSION)
 LDFLAGS   := -X main.version=$(VERSION)
 POLICIES  := policies bundles/default
 # Rego checked with the policies but not shipped: the load harness's OPA peer.
