@@ -157,6 +157,7 @@ dashboard-png: build ## draw two dashboard panels over a 20 s load run on 127.0.
 fuzz: ## fuzz the decoders that read network input, $(FUZZTIME) each
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./engine/admission
 	$(GO) test -run '^$$' -fuzz '^FuzzInject$$' -fuzztime $(FUZZTIME) ./engine/injector
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeObject$$' -fuzztime $(FUZZTIME) ./engine/injector
 	$(GO) test -run '^$$' -fuzz '^FuzzCreate$$' -fuzztime $(FUZZTIME) ./engine/patch
 	$(GO) test -run '^$$' -fuzz '^FuzzPodMeta$$' -fuzztime $(FUZZTIME) ./engine/revisions
 	$(GO) test -run '^$$' -fuzz '^FuzzWitness$$' -fuzztime $(FUZZTIME) ./engine/registration

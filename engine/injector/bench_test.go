@@ -88,6 +88,10 @@ func BenchmarkStages(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		_, podValue, err := decodeObject(req.Object.Raw)
+		if err != nil {
+			b.Fatal(err)
+		}
 		d, err := e.rev.policy.Decide(ctx, e.input)
 		if err != nil || !d.Inject {
 			b.Fatalf("decision %+v, %v", d, err)
@@ -112,7 +116,7 @@ func BenchmarkStages(b *testing.B) {
 				if _, err := admission.Decode(body); err != nil {
 					b.Fatal(err)
 				}
-				if _, err := decodeObject(req.Object.Raw); err != nil {
+				if _, _, err := decodeObject(req.Object.Raw); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -120,7 +124,7 @@ func BenchmarkStages(b *testing.B) {
 		b.Run(fmt.Sprintf("input/%s", name), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := input(req, e.pod, nil, e.namespace, e.owner, "r", "", nil); err != nil {
+				if _, err := input(req, podValue, nil, e.namespace, e.owner, "r", "", nil); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -367,13 +367,13 @@ func namespaceOf(raw []byte) string {
 // evaluationIn is evaluation against revision rev, with the pod's namespace already looked up.
 func (i *Injector) evaluationIn(rev *revision, in Admission, ns cluster.Namespace) (*evaluation, error) {
 	e := &evaluation{rev: rev, request: in.Request, raw: in.Raw, namespace: ns, selection: in.Selection}
+	var podValue, oldPod ast.Value
 	var err error
-	if e.pod, err = decodeObject(in.Raw); err != nil {
+	if e.pod, podValue, err = decodeObject(in.Raw); err != nil {
 		return nil, err
 	}
-	var oldPod map[string]any
 	if len(in.Request.OldObject.Raw) > 0 {
-		if oldPod, err = decodeObject(in.Request.OldObject.Raw); err != nil {
+		if _, oldPod, err = decodeObject(in.Request.OldObject.Raw); err != nil {
 			return nil, fmt.Errorf("oldObject: %w", err)
 		}
 	}
@@ -381,21 +381,10 @@ func (i *Injector) evaluationIn(rev *revision, in Admission, ns cluster.Namespac
 	if e.owner == nil {
 		e.owner = workload.OwnerOf(e.pod)
 	}
-	if e.input, err = input(in.Request, e.pod, oldPod, e.namespace, e.owner, e.rev.policy.Revision(), i.ownNamespace, in.Selection); err != nil {
+	if e.input, err = input(in.Request, podValue, oldPod, e.namespace, e.owner, e.rev.policy.Revision(), i.ownNamespace, in.Selection); err != nil {
 		return nil, fmt.Errorf("build policy input: %w", err)
 	}
 	return e, nil
-}
-
-func decodeObject(raw []byte) (map[string]any, error) {
-	var obj map[string]any
-	if err := json.Unmarshal(raw, &obj); err != nil {
-		return nil, fmt.Errorf("decode the pod: %w", err)
-	}
-	if obj == nil {
-		return nil, errors.New("decode the pod: the object is empty")
-	}
-	return obj, nil
 }
 
 // typedPod reads the pod the template sees: the raw pod, or the stripped one when an earlier

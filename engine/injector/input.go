@@ -11,10 +11,11 @@ import (
 // input builds the policy input documented in docs/policy-authors.md:
 //
 //	{"request": …, "object": …, "oldObject": …, "namespace": …, "owner": …, "injector": …, "revision": …}
-func input(req *admissionv1.AdmissionRequest, pod, oldPod map[string]any, ns cluster.Namespace, owner *workload.Owner, revision, ownNamespace string, sel *Selection) (ast.Value, error) {
+//
+// pod and oldPod (nil for none) are decodeObject's: the pod is not converted again.
+func input(req *admissionv1.AdmissionRequest, pod, oldPod ast.Value, ns cluster.Namespace, owner *workload.Owner, revision, ownNamespace string, sel *Selection) (ast.Value, error) {
 	in := map[string]any{
 		"request": requestInput(req),
-		"object":  pod,
 		"namespace": map[string]any{
 			"name":        ns.Name,
 			"labels":      ns.Labels,
@@ -25,16 +26,22 @@ func input(req *admissionv1.AdmissionRequest, pod, oldPod map[string]any, ns clu
 			"namespace": ownNamespace,
 		},
 	}
-	if oldPod != nil {
-		in["oldObject"] = oldPod
-	}
 	if sel != nil {
 		in["revision"] = sel.inputValue()
 	}
 	if owner != nil {
 		in["owner"] = map[string]any{"apiVersion": owner.APIVersion, "kind": owner.Kind, "name": owner.Name}
 	}
-	return ast.InterfaceToValue(in)
+	v, err := ast.InterfaceToValue(in)
+	if err != nil {
+		return nil, err
+	}
+	obj := v.(ast.Object)
+	obj.Insert(ast.InternedTerm("object"), ast.NewTerm(pod))
+	if oldPod != nil {
+		obj.Insert(ast.InternedTerm("oldObject"), ast.NewTerm(oldPod))
+	}
+	return obj, nil
 }
 
 // requestInput is the AdmissionRequest without its object and oldObject, which the input carries

@@ -86,9 +86,13 @@ func (rev *revision) selfTestEvaluation(variant string) (*evaluation, error) {
 	if err != nil {
 		return nil, err
 	}
-	in, err := input(a.Request, pod, nil, selfTestNamespace, nil, rev.policy.Revision(), "", nil)
+	decoded, podValue, err := decodeObject(a.Raw)
 	if err != nil {
 		return nil, err
 	}
-	return &evaluation{rev: rev, request: a.Request, raw: a.Raw, pod: pod, namespace: selfTestNamespace, input: in}, nil
+	in, err := input(a.Request, podValue, nil, selfTestNamespace, nil, rev.policy.Revision(), "", nil)
+	if err != nil {
+		return nil, err
+	}
+	return &evaluation{rev: rev, request: a.Request, raw: a.Raw, pod: decoded, namespace: selfTestNamespace, input: in}, nil
 }

@@ -1,0 +1,289 @@
+package injector
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// maxDepth bounds the nesting of a decoded object, as encoding/json bounds it.
+const maxDepth = 10000
+
+// decodeObject parses the JSON object raw once into the two trees an admission needs: JSON values
+// as encoding/json decodes them into any (maps, []any, float64, string, bool, nil), which the merge
+// and the patch work on, and the same document as OPA's ast.Value, the policy input's. Every value
+// means the same in both: numbers are float64s, and the ast number is the float64's, as
+// ast.InterfaceToValue would make it; strings are decoded as encoding/json decodes them (invalid
+// UTF-8 becomes U+FFFD); of duplicate keys the last wins. It refuses what encoding/json refuses.
+func decodeObject(raw []byte) (map[string]any, ast.Value, error) {
+	p := decoder{data: raw}
+	p.space()
+	if p.pos < len(p.data) && p.data[p.pos] == 'n' {
+		if err := p.literal("null"); err != nil {
+			return nil, nil, fmt.Errorf("decode the pod: %w", err)
+		}
+		p.space()
+		if p.pos == len(p.data) {
+			return nil, nil, errors.New("decode the pod: the object is empty")
+		}
+	}
+	if p.pos >= len(p.data) || p.data[p.pos] != '{' {
+		return nil, nil, fmt.Errorf("decode the pod: %w", p.syntax("want a JSON object"))
+	}
+	v, t, err := p.object(0)
+	if err == nil {
+		p.space()
+		if p.pos != len(p.data) {
+			err = p.syntax("data after the object")
+		}
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("decode the pod: %w", err)
+	}
+	return v, t.Value, nil
+}
+
+// decoder reads one JSON document from data.
+type decoder struct {
+	data []byte
+	pos  int
+}
+
+func (p *decoder) syntax(msg string) error {
+	if p.pos >= len(p.data) {
+		return fmt.Errorf("unexpected end of JSON input: %s", msg)
+	}
+	return fmt.Errorf("invalid character %q at offset %d: %s", p.data[p.pos], p.pos, msg)
+}
+
+func (p *decoder) space() {
+	for p.pos < len(p.data) {
+		switch p.data[p.pos] {
+		case ' ', '\t', '\n', '\r':
+			p.pos++
+		default:
+			return
+		}
+	}
+}
+
+func (p *decoder) value(depth int) (any, *ast.Term, error) {
+	if depth > maxDepth {
+		return nil, nil, fmt.Errorf("JSON nested more than %d deep", maxDepth)
+	}
+	p.space()
+	if p.pos >= len(p.data) {
+		return nil, nil, p.syntax("want a value")
+	}
+	switch c := p.data[p.pos]; {
+	case c == '{':
+		m, t, err := p.object(depth)
+		return m, t, err
+	case c == '[':
+		return p.array(depth)
+	case c == '"':
+		s, err := p.str()
+		return s, ast.InternedTerm(s), err
+	case c == 't':
+		return true, ast.InternedTerm(true), p.literal("true")
+	case c == 'f':
+		return false, ast.InternedTerm(false), p.literal("false")
+	case c == 'n':
+		return nil, ast.NullTerm(), p.literal("null")
+	case c == '-' || (c >= '0' && c <= '9'):
+		return p.number()
+	}
+	return nil, nil, p.syntax("want a value")
+}
+
+func (p *decoder) literal(word string) error {
+	if len(p.data)-p.pos < len(word) || string(p.data[p.pos:p.pos+len(word)]) != word {
+		return p.syntax("want " + word)
+	}
+	p.pos += len(word)
+	return nil
+}
+
+func (p *decoder) object(depth int) (map[string]any, *ast.Term, error) {
+	p.pos++ // {
+	m := map[string]any{}
+	var pairs [][2]*ast.Term
+	p.space()
+	if p.pos < len(p.data) && p.data[p.pos] == '}' {
+		p.pos++
+		return m, ast.ObjectTerm(), nil
+	}
+	for {
+		p.space()
+		if p.pos >= len(p.data) || p.data[p.pos] != '"' {
+			return nil, nil, p.syntax("want an object key")
+		}
+		k, err := p.str()
+		if err != nil {
+			return nil, nil, err
+		}
+		p.space()
+		if p.pos >= len(p.data) || p.data[p.pos] != ':' {
+			return nil, nil, p.syntax("want ':' after an object key")
+		}
+		p.pos++
+		v, t, err := p.value(depth + 1)
+		if err != nil {
+			return nil, nil, err
+		}
+		if _, dup := m[k]; dup {
+			for i := range pairs {
+				if string(pairs[i][0].Value.(ast.String)) == k {
+					pairs = append(pairs[:i], pairs[i+1:]...)
+					break
+				}
+			}
+		}
+		m[k] = v
+		pairs = append(pairs, [2]*ast.Term{ast.InternedTerm(k), t})
+		p.space()
+		if p.pos >= len(p.data) {
+			return nil, nil, p.syntax("want ',' or '}'")
+		}
+		switch p.data[p.pos] {
+		case ',':
+			p.pos++
+		case '}':
+			p.pos++
+			return m, ast.NewTerm(ast.NewObject(pairs...)), nil
+		default:
+			return nil, nil, p.syntax("want ',' or '}'")
+		}
+	}
+}
+
+func (p *decoder) array(depth int) ([]any, *ast.Term, error) {
+	p.pos++ // [
+	list := []any{}
+	var terms []*ast.Term
+	p.space()
+	if p.pos < len(p.data) && p.data[p.pos] == ']' {
+		p.pos++
+		return list, ast.ArrayTerm(), nil
+	}
+	for {
+		v, t, err := p.value(depth + 1)
+		if err != nil {
+			return nil, nil, err
+		}
+		list = append(list, v)
+		terms = append(terms, t)
+		p.space()
+		if p.pos >= len(p.data) {
+			return nil, nil, p.syntax("want ',' or ']'")
+		}
+		switch p.data[p.pos] {
+		case ',':
+			p.pos++
+		case ']':
+			p.pos++
+			return list, ast.NewTerm(ast.NewArray(terms...)), nil
+		default:
+			return nil, nil, p.syntax("want ',' or ']'")
+		}
+	}
+}
+
+// str reads a string. One without escapes, control characters or invalid UTF-8 is the bytes
+// between its quotes; any other is decoded by encoding/json, whose rules it then follows exactly.
+func (p *decoder) str() (string, error) {
+	start := p.pos
+	plain := true
+	i := start + 1
+	for ; i < len(p.data); i++ {
+		c := p.data[i]
+		if c == '"' {
+			break
+		}
+		if c == '\\' {
+			plain = false
+			i++ // the escaped byte cannot end the string
+			continue
+		}
+		if c < 0x20 || c >= utf8.RuneSelf {
+			plain = false
+		}
+	}
+	if i >= len(p.data) {
+		p.pos = len(p.data)
+		return "", p.syntax("unterminated string")
+	}
+	p.pos = i + 1
+	body := p.data[start+1 : i]
+	if plain || (!hasControlOrEscape(body) && utf8.Valid(body)) {
+		return string(body), nil
+	}
+	var s string
+	if err := json.Unmarshal(p.data[start:i+1], &s); err != nil {
+		return "", fmt.Errorf("string at offset %d: %w", start, err)
+	}
+	return s, nil
+}
+
+func hasControlOrEscape(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c == '\\' {
+			return true
+		}
+	}
+	return false
+}
+
+// number reads a number as JSON writes it, into a float64 as encoding/json does.
+func (p *decoder) number() (any, *ast.Term, error) {
+	start := p.pos
+	if p.data[p.pos] == '-' {
+		p.pos++
+	}
+	switch {
+	case p.pos < len(p.data) && p.data[p.pos] == '0':
+		p.pos++
+	case p.pos < len(p.data) && p.data[p.pos] >= '1' && p.data[p.pos] <= '9':
+		p.digits()
+	default:
+		return nil, nil, p.syntax("want a digit")
+	}
+	if p.pos < len(p.data) && p.data[p.pos] == '.' {
+		p.pos++
+		if p.digits() == 0 {
+			return nil, nil, p.syntax("want a digit after '.'")
+		}
+	}
+	if p.pos < len(p.data) && (p.data[p.pos] == 'e' || p.data[p.pos] == 'E') {
+		p.pos++
+		if p.pos < len(p.data) && (p.data[p.pos] == '+' || p.data[p.pos] == '-') {
+			p.pos++
+		}
+		if p.digits() == 0 {
+			return nil, nil, p.syntax("want a digit in the exponent")
+		}
+	}
+	text := string(p.data[start:p.pos])
+	f, err := strconv.ParseFloat(text, 64)
+	if err != nil {
+		return nil, nil, fmt.Errorf("number %s at offset %d does not fit a float64", text, start)
+	}
+	if f >= 0 && f < 1e6 && f == math.Trunc(f) && text[0] != '-' {
+		return f, ast.InternedTerm(int(f)), nil // what FloatNumberTerm writes, without allocating
+	}
+	return f, ast.FloatNumberTerm(f), nil
+}
+
+func (p *decoder) digits() int {
+	n := 0
+	for p.pos < len(p.data) && p.data[p.pos] >= '0' && p.data[p.pos] <= '9' {
+		p.pos++
+		n++
+	}
+	return n
+}

@@ -1,0 +1,125 @@
+package injector
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"sigs.k8s.io/yaml"
+)
+
+// sameAsStandard checks decodeObject on raw against what it replaces: encoding/json into a map,
+// then ast.InterfaceToValue. Both must refuse the same documents, and give the same trees
+// (the ast compared by value and by its text, which is what sprintf and json.marshal see).
+func sameAsStandard(t *testing.T, raw []byte) {
+	t.Helper()
+	var want map[string]any
+	wantErr := json.Unmarshal(raw, &want)
+	got, value, err := decodeObject(raw)
+	if wantErr != nil || want == nil {
+		if err == nil {
+			t.Fatalf("decoded what encoding/json refuses (%v): %.200q", wantErr, raw)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("refused what encoding/json decodes: %v: %.200q", err, raw)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("JSON values differ from encoding/json's for %.200q:\n got %v\nwant %v", raw, got, want)
+	}
+	wantValue, err := ast.InterfaceToValue(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if value.Compare(wantValue) != 0 || value.String() != wantValue.String() {
+		t.Fatalf("ast differs from InterfaceToValue's for %.200q:\n got %v\nwant %v", raw, value, wantValue)
+	}
+}
+
+func TestDecodeObjectEdgeCases(t *testing.T) {
+	for _, raw := range []string{
+		`{}`, ` {"a":1} `, `{"a":{"b":[1,2,{"c":null}]},"d":true,"e":false}`,
+		`{"n":[0,-0,1,-1,1.5,1e6,999999,1000000,123456789012,1e21,1E-7,0.1,-2.5e+3,12345678901234567890]}`,
+		`{"s":["", "plain", "tab\tescape", "quote\"", "back\\slash", "\/", "\u00e9", "\ud83d\ude00", "\ud800", "é", "日本"]}`,
+		"{\"bad utf8\":\"\xff\xfe\"}", "{\"\xc3\":1}",
+		`{"dup":1,"dup":2}`, `{"dup":{"a":1},"x":0,"dup":[3]}`,
+		`{"key with \"escape\"":1}`,
+		// refused
+		``, ` `, `null`, ` null `, `[]`, `"s"`, `1`, `{`, `{"a"}`, `{"a":}`, `{"a":1,}`, `{"a":1}}`, `{"a":1} x`,
+		`{"a":01}`, `{"a":1.}`, `{"a":.5}`, `{"a":1e}`, `{"a":+1}`, `{"a":1e400}`, `{"a":-}`,
+		`{"a":tru}`, `{"a":nul}`, `{"a":"unterminated}`, "{\"a\":\"ctl\x01\"}", `{"a":"\x"}`, `{"a":"\u12"}`,
+		`{"a":[1,]}`, `{"a":[1 2]}`, `{a:1}`, `{"a":1 "b":2}`, `null null`,
+	} {
+		sameAsStandard(t, []byte(raw))
+	}
+}
+
+func TestDecodeObjectRefusesDeepNesting(t *testing.T) {
+	deep := `{"a":` + strings.Repeat("[", maxDepth+1) + strings.Repeat("]", maxDepth+1) + `}`
+	if _, _, err := decodeObject([]byte(deep)); err == nil || !strings.Contains(err.Error(), "nested more than") {
+		t.Fatalf("got %v", err)
+	}
+	sameAsStandard(t, []byte(`{"a":`+strings.Repeat("[", 500)+strings.Repeat("]", 500)+`}`))
+}
+
+// TestDecodeObjectOnRealPods: the benchmark pods and every pod of the shared corpus.
+func TestDecodeObjectOnRealPods(t *testing.T) {
+	pods := decodeSeeds(t)
+	if len(pods) < 50 {
+		t.Fatalf("only %d pods to compare on", len(pods))
+	}
+	for _, raw := range pods {
+		sameAsStandard(t, raw)
+	}
+}
+
+// FuzzDecodeObject: decodeObject accepts exactly what encoding/json does, and gives the same trees.
+func FuzzDecodeObject(f *testing.F) {
+	for _, raw := range decodeSeeds(f) {
+		f.Add(raw)
+	}
+	f.Add([]byte(`{"a":"\ud83d\ude00","b":[1e6,-0,0.5],"a":null}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		sameAsStandard(t, raw)
+	})
+}
+
+// decodeSeeds are the benchmark pods and the objects of the shared corpus's manifests, as JSON.
+func decodeSeeds(tb testing.TB) [][]byte {
+	tb.Helper()
+	var out [][]byte
+	bench, _ := filepath.Glob("testdata/bench/*.json")
+	for _, p := range bench {
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, raw)
+	}
+	dir := os.Getenv("REGO_INJECTOR_CORPUS")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "..", "shared", "corpus")
+	}
+	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !(strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")) {
+			return nil
+		}
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return nil
+		}
+		for _, doc := range bytes.Split(raw, []byte("\n---")) {
+			if js, err := yaml.YAMLToJSON(doc); err == nil && bytes.HasPrefix(js, []byte("{")) {
+				out = append(out, js)
+			}
+		}
+		return nil
+	})
+	return out
+}
