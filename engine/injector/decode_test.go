@@ -102,24 +102,32 @@ func decodeSeeds(tb testing.TB) [][]byte {
 		}
 		out = append(out, raw)
 	}
-	dir := os.Getenv("REGO_INJECTOR_CORPUS")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "shared", "corpus")
-	}
-	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !(strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")) {
-			return nil
-		}
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			return nil
-		}
+	for _, raw := range corpusFiles() {
 		for _, doc := range bytes.Split(raw, []byte("\n---")) {
 			if js, err := yaml.YAMLToJSON(doc); err == nil && bytes.HasPrefix(js, []byte("{")) {
 				out = append(out, js)
 			}
 		}
+	}
+	return out
+}
+
+// corpusFiles are the YAML files of the shared corpus of real manifests ($REGO_INJECTOR_CORPUS, or
+// ../shared beside the checkout); none when it is not there.
+func corpusFiles() [][]byte {
+	dir := os.Getenv("REGO_INJECTOR_CORPUS")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "..", "shared", "corpus")
+	}
+	var files [][]byte
+	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !(strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")) {
+			return nil
+		}
+		if raw, err := os.ReadFile(path); err == nil {
+			files = append(files, raw)
+		}
 		return nil
 	})
-	return out
+	return files
 }

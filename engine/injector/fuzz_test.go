@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"sigs.k8s.io/yaml"
@@ -66,22 +65,11 @@ func FuzzInject(f *testing.F) {
 // corpusPods are the pods of the workloads in the manifest corpus that sits beside the checkout in
 // CI (none when it is absent), as JSON: real pods nobody here wrote, to seed the fuzzer.
 func corpusPods(f *testing.F) [][]byte {
-	dir := os.Getenv("REGO_INJECTOR_CORPUS")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "shared", "corpus")
-	}
 	var pods [][]byte
-	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !(strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")) {
-			return nil
-		}
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			return nil
-		}
+	for _, raw := range injector.CorpusFiles() {
 		docs, err := manifest.Split(bytes.NewReader(raw))
 		if err != nil {
-			return nil
+			continue
 		}
 		for _, doc := range docs {
 			if t, ok := workload.PodTemplate(doc.Object); ok {
@@ -90,8 +78,7 @@ func corpusPods(f *testing.F) [][]byte {
 				}
 			}
 		}
-		return nil
-	})
+	}
 	f.Logf("%d corpus pods seed the fuzzer", len(pods))
 	return pods
 }
