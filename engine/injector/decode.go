@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 
@@ -48,10 +49,31 @@ func decodeObject(raw []byte) (map[string]any, ast.Value, error) {
 	return v, t.Value, nil
 }
 
-// decoder reads one JSON document from data.
+// decoder reads one JSON document from data. Terms are handed out from slabs, and the members
+// of the object or array being read are gathered on stacks shared by all levels, so that a
+// document costs few allocations beyond its maps, strings and lists.
 type decoder struct {
-	data []byte
-	pos  int
+	data  []byte
+	pos   int
+	slab  []ast.Term
+	pairs [][2]*ast.Term
+	items []*ast.Term
+	vals  []any
+}
+
+// slabSize is how many terms one allocation holds, at most; a small document gets a slab of
+// about its size.
+const slabSize = 256
+
+// term is a new term of v.
+func (p *decoder) term(v ast.Value) *ast.Term {
+	if len(p.slab) == cap(p.slab) {
+		p.slab = make([]ast.Term, 0, min(slabSize, 8+len(p.data)/16))
+	}
+	p.slab = p.slab[:len(p.slab)+1]
+	t := &p.slab[len(p.slab)-1]
+	t.Value = v
+	return t
 }
 
 func (p *decoder) syntax(msg string) error {
@@ -88,7 +110,7 @@ func (p *decoder) value(depth int) (any, *ast.Term, error) {
 		return p.array(depth)
 	case c == '"':
 		s, err := p.str()
-		return s, ast.InternedTerm(s), err
+		return s, p.term(ast.String(s)), err
 	case c == 't':
 		return true, ast.InternedTerm(true), p.literal("true")
 	case c == 'f':
@@ -112,7 +134,7 @@ func (p *decoder) literal(word string) error {
 func (p *decoder) object(depth int) (map[string]any, *ast.Term, error) {
 	p.pos++ // {
 	m := map[string]any{}
-	var pairs [][2]*ast.Term
+	mark := len(p.pairs)
 	p.space()
 	if p.pos < len(p.data) && p.data[p.pos] == '}' {
 		p.pos++
@@ -137,15 +159,15 @@ func (p *decoder) object(depth int) (map[string]any, *ast.Term, error) {
 			return nil, nil, err
 		}
 		if _, dup := m[k]; dup {
-			for i := range pairs {
-				if string(pairs[i][0].Value.(ast.String)) == k {
-					pairs = append(pairs[:i], pairs[i+1:]...)
+			for i := mark; i < len(p.pairs); i++ {
+				if string(p.pairs[i][0].Value.(ast.String)) == k {
+					p.pairs = append(p.pairs[:i], p.pairs[i+1:]...)
 					break
 				}
 			}
 		}
 		m[k] = v
-		pairs = append(pairs, [2]*ast.Term{ast.InternedTerm(k), t})
+		p.pairs = append(p.pairs, [2]*ast.Term{p.term(ast.String(k)), t})
 		p.space()
 		if p.pos >= len(p.data) {
 			return nil, nil, p.syntax("want ',' or '}'")
@@ -155,7 +177,9 @@ func (p *decoder) object(depth int) (map[string]any, *ast.Term, error) {
 			p.pos++
 		case '}':
 			p.pos++
-			return m, ast.NewTerm(ast.NewObject(pairs...)), nil
+			obj := ast.NewObject(p.pairs[mark:]...) // copies what it keeps
+			p.pairs = p.pairs[:mark]
+			return m, p.term(obj), nil
 		default:
 			return nil, nil, p.syntax("want ',' or '}'")
 		}
@@ -164,20 +188,19 @@ func (p *decoder) object(depth int) (map[string]any, *ast.Term, error) {
 
 func (p *decoder) array(depth int) ([]any, *ast.Term, error) {
 	p.pos++ // [
-	list := []any{}
-	var terms []*ast.Term
 	p.space()
 	if p.pos < len(p.data) && p.data[p.pos] == ']' {
 		p.pos++
-		return list, ast.ArrayTerm(), nil
+		return []any{}, ast.ArrayTerm(), nil
 	}
+	mark := len(p.items)
 	for {
 		v, t, err := p.value(depth + 1)
 		if err != nil {
 			return nil, nil, err
 		}
-		list = append(list, v)
-		terms = append(terms, t)
+		p.vals = append(p.vals, v)
+		p.items = append(p.items, t)
 		p.space()
 		if p.pos >= len(p.data) {
 			return nil, nil, p.syntax("want ',' or ']'")
@@ -187,7 +210,10 @@ func (p *decoder) array(depth int) ([]any, *ast.Term, error) {
 			p.pos++
 		case ']':
 			p.pos++
-			return list, ast.NewTerm(ast.NewArray(terms...)), nil
+			list := slices.Clone(p.vals[mark:])
+			terms := slices.Clone(p.items[mark:])
+			p.vals, p.items = p.vals[:mark], p.items[:mark]
+			return list, p.term(ast.NewArray(terms...)), nil
 		default:
 			return nil, nil, p.syntax("want ',' or ']'")
 		}
