@@ -5,6 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/open-policy-agent/opa/v1/rego"
 
@@ -18,15 +22,43 @@ const SelectionQuery = "data.revisions.selection"
 // answers a pod, given its namespace's labels, its own, the tags and the revisions served.
 type Router struct {
 	query rego.PreparedEvalQuery
+	// switchKeys and revKeys are the policy's switch_keys and rev_keys: the labels it reads, and so
+	// what a remembered answer is keyed by (key).
+	switchKeys, revKeys []string
 }
 
-// NewRouter compiles the selection policy from its module source.
+// NewRouter compiles the selection policy from its module source. The policy must define
+// switch_keys and rev_keys, the label keys it reads, as lists of strings.
 func NewRouter(ctx context.Context, name string, module []byte) (*Router, error) {
-	q, err := rego.New(rego.Query(SelectionQuery), rego.Module(name, string(module))).PrepareForEval(ctx)
+	opts := []func(*rego.Rego){rego.Module(name, string(module))}
+	q, err := rego.New(append(opts, rego.Query(SelectionQuery))...).PrepareForEval(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("selection policy: %w", err)
 	}
-	return &Router{query: q}, nil
+	r := &Router{query: q}
+	for _, rk := range []struct {
+		rule string
+		keys *[]string
+	}{{"switch_keys", &r.switchKeys}, {"rev_keys", &r.revKeys}} {
+		rule, keys := rk.rule, rk.keys
+		rs, err := rego.New(append(opts, rego.Query("data.revisions."+rule))...).Eval(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("selection policy: %s: %w", rule, err)
+		}
+		if len(rs) != 1 || len(rs[0].Expressions) != 1 {
+			return nil, fmt.Errorf("selection policy: %s is undefined: it names the labels the policy reads", rule)
+		}
+		list, ok := rs[0].Expressions[0].Value.([]any)
+		for _, k := range list {
+			s, isString := k.(string)
+			ok = ok && isString
+			*keys = append(*keys, s)
+		}
+		if !ok {
+			return nil, fmt.Errorf("selection policy: %s = %v: want a list of label keys", rule, rs[0].Expressions[0].Value)
+		}
+	}
+	return r, nil
 }
 
 // Input is what the selection policy reads.
@@ -78,6 +110,47 @@ func (r *Router) Select(ctx context.Context, in Input) (injector.Selection, erro
 		return injector.Selection{}, fmt.Errorf("select the revision: the answer %s is not {revision, tag, label, forced, reasons, warnings}: %w", raw, err)
 	}
 	return injector.Selection{Name: a.Revision, Tag: a.Tag, Label: a.Label, Forced: a.Forced, Reasons: a.Reasons, Warnings: a.Warnings}, nil
+}
+
+// key is everything of in the selection policy reads: the namespace's name, its switch and
+// revision labels, the pod's revision labels (the keys the policy names), the tags, the revisions
+// served and --revision. The selection policy must read nothing else
+// (policies/revisions/selection.rego says so).
+func (r *Router) key(in Input) string {
+	var b strings.Builder
+	field := func(s string) {
+		b.WriteString(strconv.Itoa(len(s)))
+		b.WriteByte(':')
+		b.WriteString(s)
+	}
+	label := func(labels map[string]string, key string) {
+		if v, ok := labels[key]; ok {
+			field(v)
+		} else {
+			b.WriteByte('-')
+		}
+	}
+	field(in.Forced)
+	field(in.Namespace)
+	for _, key := range r.switchKeys {
+		label(in.NamespaceLabs, key)
+	}
+	for _, key := range r.revKeys {
+		label(in.NamespaceLabs, key)
+	}
+	b.WriteByte('|')
+	for _, key := range r.revKeys {
+		label(in.PodLabels, key)
+	}
+	for _, tag := range slices.Sorted(maps.Keys(in.Tags)) {
+		field(tag)
+		field(in.Tags[tag])
+	}
+	b.WriteByte('|')
+	for _, name := range in.Revisions {
+		field(name)
+	}
+	return b.String()
 }
 
 func nonNil(m map[string]string) map[string]string {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -36,7 +35,7 @@ func (StaticTags) Synced() bool { return true }
 // router that picks one per admission. It is safe for concurrent use.
 type Set struct {
 	router *Router
-	// selections remembers the router's answers by everything they depend on (selectionKey): the
+	// selections remembers the router's answers by everything they depend on (Router.key): the
 	// pods of one namespace mostly share one.
 	selections *lru.Cache[string, injector.Selection]
 	revisions  map[string]*injector.Injector
@@ -154,7 +153,7 @@ func (s *Set) Select(ctx context.Context, a injector.Admission) (injector.Admiss
 		Namespace: ns.Name, NamespaceLabs: ns.Labels, PodLabels: podLabels,
 		Revisions: s.names, Tags: s.tags.Tags(), Forced: s.forced,
 	}
-	key := selectionKey(in)
+	key := s.router.key(in)
 	sel, ok := s.selections.Get(key)
 	if !ok {
 		if sel, err = s.router.Select(ctx, in); err != nil {
@@ -164,42 +163,6 @@ func (s *Set) Select(ctx context.Context, a injector.Admission) (injector.Admiss
 	}
 	a.Namespace, a.Selection = &ns, &sel
 	return a, s.revisions[sel.Name], nil
-}
-
-// selectionKey is everything of in the selection policy reads: the namespace's name, its switch
-// and revision labels, the pod's revision labels, the tags, the revisions served and --revision.
-// The selection policy must read nothing else (policies/revisions/selection.rego says so).
-func selectionKey(in Input) string {
-	var b strings.Builder
-	field := func(s string) {
-		b.WriteString(strconv.Itoa(len(s)))
-		b.WriteByte(':')
-		b.WriteString(s)
-	}
-	label := func(labels map[string]string, key string) {
-		if v, ok := labels[key]; ok {
-			field(v)
-		} else {
-			b.WriteByte('-')
-		}
-	}
-	field(in.Forced)
-	field(in.Namespace)
-	for _, key := range []string{"istio-injection", "rego-injector.io/inject", RevLabel, IstioRevLabel} {
-		label(in.NamespaceLabs, key)
-	}
-	for _, key := range []string{RevLabel, IstioRevLabel} {
-		label(in.PodLabels, key)
-	}
-	for _, tag := range slices.Sorted(maps.Keys(in.Tags)) {
-		field(tag)
-		field(in.Tags[tag])
-	}
-	b.WriteByte('|')
-	for _, name := range in.Revisions {
-		field(name)
-	}
-	return b.String()
 }
 
 // Inject answers a with the revision its labels choose. A pod whose labels name no served

@@ -175,7 +175,8 @@ func TestMemoKeepsSelectionsApart(t *testing.T) {
 }
 
 func TestRouterRefusesAnAnswerOfTheWrongShape(t *testing.T) {
-	r, err := revisions.NewRouter(t.Context(), "bad.rego", []byte("package revisions\n\nselection := \"1-31\"\n"))
+	const keys = "switch_keys := [\"istio-injection\"]\nrev_keys := [\"istio.io/rev\"]\n"
+	r, err := revisions.NewRouter(t.Context(), "bad.rego", []byte("package revisions\n\nselection := \"1-31\"\n"+keys))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,6 +185,15 @@ func TestRouterRefusesAnAnswerOfTheWrongShape(t *testing.T) {
 	}
 	if _, err := revisions.NewRouter(t.Context(), "broken.rego", []byte("package revisions\nselection :=")); err == nil {
 		t.Fatal("a module that does not parse was compiled")
+	}
+	// The keys it reads are what its answers are remembered by: a policy must name them.
+	for module, want := range map[string]string{
+		"package revisions\n\nselection := {}\n":                                     "switch_keys is undefined",
+		"package revisions\n\nselection := {}\nswitch_keys := [1]\nrev_keys := []\n": "switch_keys = [1]: want a list of label keys",
+	} {
+		if _, err := revisions.NewRouter(t.Context(), "keys.rego", []byte(module)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: got %v, want %q", module, err, want)
+		}
 	}
 }
 

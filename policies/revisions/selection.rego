@@ -6,8 +6,9 @@
 #         "tags": {tag: revision}, "forced": name given on the command line, or absent}
 #
 # The engine remembers answers by the namespace's name, its labels named in switch_keys and
-# rev_keys, the pod's labels named in rev_keys, the tags, the revisions and "forced"
-# (selectionKey in engine/revisions): a rule reading anything else must be added there too.
+# rev_keys (it reads both rules from this policy), the pod's labels named in rev_keys, the tags,
+# the revisions and "forced" (Router.key in engine/revisions): a rule reading anything else must
+# be added there too.
 package revisions
 
 # The namespace labels that switch injection on or off for the default tag; either on a namespace
