@@ -78,7 +78,7 @@ type engineFlags struct {
 
 func (e *engineFlags) register(fs *flag.FlagSet) {
 	e.bundles.register(fs, false)
-	fs.StringVar(&e.revision, "revision", "", "answer with this revision (or the revision this tag points at) whatever the pods' and namespaces' labels choose; absent: as the webhook chooses")
+	fs.StringVar(&e.revision, "revision", "", "answer with this revision (or the revision this tag points at) whatever revision the pods' and namespaces' labels name (they still decide whether a pod is injected at all); absent: as the webhook chooses")
 	fs.Var(&e.tags, "tag", "TAG=REVISION: a tag, as the tags ConfigMap holds it in a cluster (repeatable; absent with a cluster: the cluster's tags)")
 	fs.StringVar(&e.ownNamespace, "injector-namespace", os.Getenv("POD_NAMESPACE"), "the namespace the webhook runs in, as serve's --injector-namespace (policy never injects it)")
 	fs.StringVar(&e.logLevel, "log-level", "warn", "debug, info, warn or error")

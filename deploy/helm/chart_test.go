@@ -544,6 +544,9 @@ func TestRevisionConfigurations(t *testing.T) {
 		`webhooks.objectSelector={"matchLabels":{"mesh":"yes"},"matchExpressions":[{"key":"tier","operator":"NotIn","values":["batch"]}]}`)
 	var got admissionregistrationv1.MutatingWebhookConfiguration
 	custom.get(t, "MutatingWebhookConfiguration/rego-injector-tag-prod", &got)
+	if len(got.Webhooks) == 0 {
+		t.Fatal("the tag's configuration has no entries")
+	}
 	for _, w := range got.Webhooks {
 		exprs := w.ObjectSelector.MatchExpressions
 		if w.ObjectSelector.MatchLabels["mesh"] != "yes" || len(exprs) == 0 || exprs[len(exprs)-1].Key != "tier" {

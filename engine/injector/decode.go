@@ -12,7 +12,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
-// maxDepth bounds the nesting of a decoded object, as encoding/json bounds it.
+// maxDepth bounds the objects and arrays nested in one another, the outermost included, as
+// encoding/json bounds them.
 const maxDepth = 10000
 
 // decodeObject parses the JSON object raw once into the two trees an admission needs: JSON values
@@ -25,13 +26,14 @@ func decodeObject(raw []byte) (map[string]any, ast.Value, error) {
 	p := decoder{data: raw}
 	p.space()
 	if p.pos < len(p.data) && p.data[p.pos] == 'n' {
-		if err := p.literal("null"); err != nil {
+		err := p.literal("null")
+		if p.space(); err == nil && p.pos != len(p.data) {
+			err = p.syntax("data after null")
+		}
+		if err != nil {
 			return nil, nil, fmt.Errorf("decode the pod: %w", err)
 		}
-		p.space()
-		if p.pos == len(p.data) {
-			return nil, nil, errors.New("decode the pod: the object is empty")
-		}
+		return nil, nil, errors.New("decode the pod: the object is empty")
 	}
 	if p.pos >= len(p.data) || p.data[p.pos] != '{' {
 		return nil, nil, fmt.Errorf("decode the pod: %w", p.syntax("want a JSON object"))
@@ -94,15 +96,15 @@ func (p *decoder) space() {
 	}
 }
 
+// value reads the value at pos, inside depth objects and arrays.
 func (p *decoder) value(depth int) (any, *ast.Term, error) {
-	if depth > maxDepth {
-		return nil, nil, fmt.Errorf("JSON nested more than %d deep", maxDepth)
-	}
 	p.space()
 	if p.pos >= len(p.data) {
 		return nil, nil, p.syntax("want a value")
 	}
 	switch c := p.data[p.pos]; {
+	case (c == '{' || c == '[') && depth >= maxDepth:
+		return nil, nil, fmt.Errorf("JSON nested more than %d deep", maxDepth)
 	case c == '{':
 		m, t, err := p.object(depth)
 		return m, t, err
@@ -135,6 +137,7 @@ func (p *decoder) object(depth int) (map[string]any, *ast.Term, error) {
 	p.pos++ // {
 	m := map[string]any{}
 	mark := len(p.pairs)
+	dups := false
 	p.space()
 	if p.pos < len(p.data) && p.data[p.pos] == '}' {
 		p.pos++
@@ -159,12 +162,7 @@ func (p *decoder) object(depth int) (map[string]any, *ast.Term, error) {
 			return nil, nil, err
 		}
 		if _, dup := m[k]; dup {
-			for i := mark; i < len(p.pairs); i++ {
-				if string(p.pairs[i][0].Value.(ast.String)) == k {
-					p.pairs = append(p.pairs[:i], p.pairs[i+1:]...)
-					break
-				}
-			}
+			dups = true
 		}
 		m[k] = v
 		p.pairs = append(p.pairs, [2]*ast.Term{p.term(ast.String(k)), t})
@@ -177,6 +175,9 @@ func (p *decoder) object(depth int) (map[string]any, *ast.Term, error) {
 			p.pos++
 		case '}':
 			p.pos++
+			if dups {
+				p.pairs = append(p.pairs[:mark], lastOfEachKey(p.pairs[mark:])...)
+			}
 			obj := ast.NewObject(p.pairs[mark:]...) // copies what it keeps
 			p.pairs = p.pairs[:mark]
 			return m, p.term(obj), nil
@@ -184,6 +185,20 @@ func (p *decoder) object(depth int) (map[string]any, *ast.Term, error) {
 			return nil, nil, p.syntax("want ',' or '}'")
 		}
 	}
+}
+
+// lastOfEachKey is pairs with, of each key, only its last pair, in the order of those.
+func lastOfEachKey(pairs [][2]*ast.Term) [][2]*ast.Term {
+	seen := make(map[ast.String]bool, len(pairs))
+	var out [][2]*ast.Term
+	for i := len(pairs) - 1; i >= 0; i-- {
+		if k := pairs[i][0].Value.(ast.String); !seen[k] {
+			seen[k] = true
+			out = append(out, pairs[i])
+		}
+	}
+	slices.Reverse(out)
+	return out
 }
 
 func (p *decoder) array(depth int) ([]any, *ast.Term, error) {
@@ -300,7 +315,7 @@ func (p *decoder) number() (any, *ast.Term, error) {
 		return nil, nil, fmt.Errorf("number %s at offset %d does not fit a float64", text, start)
 	}
 	if f >= 0 && f < 1e6 && f == math.Trunc(f) && text[0] != '-' {
-		return f, ast.InternedTerm(int(f)), nil // what FloatNumberTerm writes, without allocating
+		return f, ast.InternedTerm(int(f)), nil // what FloatNumberTerm writes; OPA interns the smallest
 	}
 	return f, ast.FloatNumberTerm(f), nil
 }

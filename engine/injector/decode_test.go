@@ -3,11 +3,13 @@ package injector
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"sigs.k8s.io/yaml"
@@ -54,25 +56,65 @@ func TestDecodeObjectEdgeCases(t *testing.T) {
 		``, ` `, `null`, ` null `, `[]`, `"s"`, `1`, `{`, `{"a"}`, `{"a":}`, `{"a":1,}`, `{"a":1}}`, `{"a":1} x`,
 		`{"a":01}`, `{"a":1.}`, `{"a":.5}`, `{"a":1e}`, `{"a":+1}`, `{"a":1e400}`, `{"a":-}`,
 		`{"a":tru}`, `{"a":nul}`, `{"a":"unterminated}`, "{\"a\":\"ctl\x01\"}", `{"a":"\x"}`, `{"a":"\u12"}`,
-		`{"a":[1,]}`, `{"a":[1 2]}`, `{a:1}`, `{"a":1 "b":2}`, `null null`,
+		`{"a":[1,]}`, `{"a":[1 2]}`, `{a:1}`, `{"a":1 "b":2}`, `null null`, `null {}`, `null{"a":1}`, `nullx`,
 	} {
 		sameAsStandard(t, []byte(raw))
 	}
 }
 
-func TestDecodeObjectRefusesDeepNesting(t *testing.T) {
-	deep := `{"a":` + strings.Repeat("[", maxDepth+1) + strings.Repeat("]", maxDepth+1) + `}`
-	if _, _, err := decodeObject([]byte(deep)); err == nil || !strings.Contains(err.Error(), "nested more than") {
+// TestDecodeObjectNesting: as deep as encoding/json goes (the outer object and 9,999 arrays), and
+// not one level deeper.
+func TestDecodeObjectNesting(t *testing.T) {
+	nested := func(arrays int) []byte {
+		return []byte(`{"a":` + strings.Repeat("[", arrays) + strings.Repeat("]", arrays) + `}`)
+	}
+	sameAsStandard(t, nested(maxDepth-1))
+	sameAsStandard(t, nested(maxDepth))
+	if _, _, err := decodeObject(nested(maxDepth)); err == nil || !strings.Contains(err.Error(), "nested more than") {
 		t.Fatalf("got %v", err)
 	}
-	sameAsStandard(t, []byte(`{"a":`+strings.Repeat("[", 500)+strings.Repeat("]", 500)+`}`))
 }
 
-// TestDecodeObjectOnRealPods: the benchmark pods and every pod of the shared corpus.
-func TestDecodeObjectOnRealPods(t *testing.T) {
+// TestDecodeObjectManyDuplicates: a repeated key costs what encoding/json pays for it, not a scan
+// of the object (the body limit lets a client send hundreds of thousands): 100,000 repeats take
+// about as long after 20,000 other keys as after 1,000.
+func TestDecodeObjectManyDuplicates(t *testing.T) {
+	doc := func(keys int) []byte {
+		var b strings.Builder
+		b.WriteString(`{`)
+		for i := range keys {
+			fmt.Fprintf(&b, `"k%d":%d,`, i, i)
+		}
+		for i := range 100000 {
+			fmt.Fprintf(&b, `"k0":%d,`, i)
+		}
+		b.WriteString(`"end":true}`)
+		return []byte(b.String())
+	}
+	took := func(raw []byte, keys int) time.Duration {
+		start := time.Now()
+		m, v, err := decodeObject(raw)
+		if err != nil || len(m) != keys+1 || v.(ast.Object).Len() != keys+1 || m["k0"] != float64(99999) {
+			t.Fatalf("%d keys (k0 = %v), %v", len(m), m["k0"], err)
+		}
+		return time.Since(start)
+	}
+	small, large := doc(1000), doc(20000)
+	sameAsStandard(t, large)
+	few, many := took(small, 1000), took(large, 20000)
+	if many > 4*few+100*time.Millisecond {
+		t.Errorf("100,000 repeated keys took %s after 20,000 keys, %s after 1,000", many, few)
+	}
+}
+
+// TestDecodeObjectOnRealManifests: the benchmark pods and every object of the shared corpus.
+func TestDecodeObjectOnRealManifests(t *testing.T) {
+	if len(corpusFiles()) == 0 {
+		t.Skip("no corpus beside the checkout ($REGO_INJECTOR_CORPUS)")
+	}
 	pods := decodeSeeds(t)
 	if len(pods) < 50 {
-		t.Fatalf("only %d pods to compare on", len(pods))
+		t.Fatalf("only %d documents to compare on", len(pods))
 	}
 	for _, raw := range pods {
 		sameAsStandard(t, raw)

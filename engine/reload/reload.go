@@ -30,7 +30,7 @@ type Activator interface {
 
 // Options configures a Reloader.
 type Options struct {
-	// Name labels this reloader's logs and metrics: "live" or "shadow".
+	// Name labels this reloader's logs and metrics: the revision's name, or "shadow".
 	Name string
 	// Sources are the bundles, compiled together into one revision.
 	Sources []policy.Source

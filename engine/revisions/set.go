@@ -66,8 +66,9 @@ func NewSet(router *Router, revisions map[string]*injector.Injector, tags Tags, 
 	return &Set{router: router, selections: selections, revisions: revisions, names: slices.Sorted(maps.Keys(revisions)), tags: tags, namespaces: ns}, nil
 }
 
-// Forced returns a copy of s where name (a revision or a tag) answers every pod, whatever its
-// labels: the offline commands' --revision.
+// Forced returns a copy of s where name (a revision or a tag) answers every pod, whatever revision
+// its labels name: the offline commands' --revision. Whether the labels enable injection at all
+// is still theirs to say.
 func (s *Set) Forced(name string) *Set {
 	c := *s
 	c.forced = name
@@ -193,6 +194,9 @@ func (s *Set) Validate(ctx context.Context, a injector.Admission) (injector.Vali
 		res, err := s.revisions[name].Validate(ctx, a)
 		res.Verdict.Warn = append(slices.Clip(a.Selection.Warnings), res.Verdict.Warn...)
 		res.Selection = &injector.Selection{Name: name, Warnings: a.Selection.Warnings}
+		if s.tags.Tags()[DefaultRevision] == name {
+			res.Selection.Tag = DefaultRevision
+		}
 		return res, named(name, err)
 	}
 	res, err := inj.Validate(ctx, a)

@@ -138,7 +138,7 @@ func TestAnUnknownNameDoesNotDodgeValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := res.Verdict
-	if len(v.Deny) == 0 || res.Revision != "one-1" || res.Selection.Name != "1-31" {
+	if len(v.Deny) == 0 || res.Revision != "one-1" || res.Selection.Name != "1-31" || res.Selection.Tag != "default" {
 		t.Fatalf("a pod without a sidecar in a require-sidecar namespace naming an unknown revision was admitted by %q (%+v): %+v", res.Revision, res.Selection, v)
 	}
 	if len(v.Warn) == 0 || !strings.Contains(v.Warn[0], `"1-99"`) {

@@ -117,8 +117,9 @@ namespace_switch := found[0] if {
 namespace_enabled if namespace_switch.value == "enabled"
 
 # A revision label that chose this revision (input.revision.label: {"on", "key", "value"}, from
-# the engine's revision selection) enables injection as the namespace switch does, on the namespace
-# or on the pod alone, as Istio's per-revision webhooks do; the pod may still opt out.
+# the engine's revision selection; under --revision, the label that would have chosen) enables
+# injection as the namespace switch does, on the namespace or on the pod alone, as Istio's
+# per-revision webhooks do; the pod may still opt out.
 namespace_enabled if {
 	not namespace_switch
 	revision_label
