@@ -38,6 +38,8 @@ type serveConfig struct {
 	events                             bool
 	gcPercent, memoSize                int
 	maxInFlightBytes                   int64
+	maxConcurrent                      int
+	maxQueueWait                       time.Duration
 	decisionLog, kubeconfig            string
 	ownNamespace, logLevel             string
 	manageCerts                        bool
@@ -71,6 +73,8 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.DurationVar(&c.auditInterval, "audit-interval", 0, "with a cluster, audit every pod against the active revision this often and export rego_injector_audit_pods{state} (needs list on pods; 0: never)")
 	fs.BoolVar(&c.events, "events", true, "with a cluster, report injections, skips worth knowing about and refused overrides as Kubernetes Events on the pod's owner (or namespace)")
 	fs.IntVar(&c.gcPercent, "gc-percent", 400, "the Go garbage collector's target (GOGC) when $GOGC is not set: each admission allocates a few hundred KB, and collecting less often buys ~30 % throughput for memory; set GOMEMLIMIT (the Deployment does, from the memory limit) to keep it bounded")
+	fs.IntVar(&c.maxConcurrent, "max-concurrent-admissions", 0, "admissions answered at once once read (0: two per CPU, 2 x GOMAXPROCS); the others wait their turn, in arrival order, for at most --max-queue-wait")
+	fs.DurationVar(&c.maxQueueWait, "max-queue-wait", time.Second, "how long an admission may wait for its turn before it is refused with HTTP 429 (the webhooks' failurePolicy applies); keep it well under the webhooks' timeoutSeconds")
 	fs.Int64Var(&c.maxInFlightBytes, "max-inflight-bytes", 1<<20, "bytes of admission review bodies answered at once; past it a review is refused with HTTP 429 at once (the webhooks' failurePolicy applies) instead of growing the heap: an admission holds 80-200 times its body while answered. 0: no bound")
 	fs.IntVar(&c.memoSize, "memo-size", 256, "answers to distinct pods remembered per bundle revision, reused when the same pod comes again (replicas of one workload); 0 turns it off, as does --shadow-bundle")
 	fs.StringVar(&c.decisionLog, "decision-log", "", "write one JSON line per admission decision to stdout, stderr or this file (absent: no decision log)")
@@ -173,6 +177,8 @@ func runServe(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		Certificates:     getCert,
 		ShutdownDelay:    c.shutdownDelay,
 		MaxInFlightBytes: c.maxInFlightBytes,
+		MaxConcurrent:    c.maxConcurrent,
+		MaxQueueWait:     c.maxQueueWait,
 		Log:              log,
 		Ready: func() (bool, map[string]any) {
 			details := map[string]any{"revision": set.Revision(), "namespacesSynced": namespaces.Synced(), "bundle": bundleStatus()}

@@ -63,10 +63,13 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp := s.handle(r, review.Request)
-	if !resp.Allowed && resp.Result != nil && resp.Result.Code >= http.StatusInternalServerError {
+	if code := failed(resp); code != 0 {
 		// An error, not a verdict: answered as an HTTP error so that the apiserver applies the
 		// webhook's failurePolicy (an AdmissionReview with allowed: false would be a denial).
-		httpError(w, int(resp.Result.Code), resp.Result.Message)
+		if code == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", "1")
+		}
+		httpError(w, code, resp.Result.Message)
 		return
 	}
 	resp.UID = review.Request.UID
@@ -78,6 +81,18 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(out)
+}
+
+// failed is the HTTP status of an Errored response that is a failure to answer rather than a
+// verdict: a server error, or 429 for an admission shed under overload; 0 for any other response.
+func failed(resp *Response) int {
+	if resp.Allowed || resp.Result == nil {
+		return 0
+	}
+	if code := int(resp.Result.Code); code >= http.StatusInternalServerError || code == http.StatusTooManyRequests {
+		return code
+	}
+	return 0
 }
 
 // errTooLarge is the error of a body longer than MaxBodyBytes.

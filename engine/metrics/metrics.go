@@ -104,7 +104,7 @@ func New(opts ...Option) *Metrics {
 			"Admissions looked up in the memo of earlier answers, by endpoint (inject, validate) and result (hit, miss).",
 			"endpoint", "result"),
 		shed: counter("admissions_shed_total",
-			"Admission reviews refused with HTTP 429 before they were read, because the bodies of those being answered already reached --max-inflight-bytes, by endpoint (inject, validate).",
+			"Admission reviews refused with HTTP 429, by endpoint (inject, validate): before they were read, because the bodies of those being answered already reached --max-inflight-bytes, or after waiting --max-queue-wait for a turn among --max-concurrent-admissions.",
 			"endpoint"),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "admission_inflight_bytes",
 			Help: "Bytes of the admission review bodies being answered now (counted by their Content-Length)."}),

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,7 +46,14 @@ type Config struct {
 	// HTTP 429, before its body is read, so that an overload is shed instead of growing the heap.
 	// One review is always admitted. Zero means no bound.
 	MaxInFlightBytes int64
-	Log              *slog.Logger
+	// MaxConcurrent bounds the admissions answered at once, once read (0: twice GOMAXPROCS).
+	// Answering is CPU work: past a few per core, more at once only lengthen the scheduler's
+	// queue, behind which the handshakes and reads of every other request wait too. An admission
+	// past the bound waits for its turn for at most MaxQueueWait (0: 1s), then is refused with
+	// HTTP 429.
+	MaxConcurrent int
+	MaxQueueWait  time.Duration
+	Log           *slog.Logger
 }
 
 // Handler returns the routes: /inject, /validate, /healthz, /readyz and /metrics.
@@ -57,8 +65,9 @@ func Handler(cfg Config) http.Handler {
 func handler(cfg Config, stopping *atomic.Bool) http.Handler {
 	mux := http.NewServeMux()
 	b := &budget{limit: cfg.MaxInFlightBytes}
-	mux.Handle("/inject", b.bound("inject", cfg, admission.Serve(cfg.Mutating, cfg.Log)))
-	mux.Handle("/validate", b.bound("validate", cfg, admission.Serve(cfg.Validating, cfg.Log)))
+	g := newGate(cfg.MaxConcurrent, cfg.MaxQueueWait)
+	mux.Handle("/inject", b.bound("inject", cfg, admission.Serve(g.handler("inject", cfg, cfg.Mutating), cfg.Log)))
+	mux.Handle("/validate", b.bound("validate", cfg, admission.Serve(g.handler("validate", cfg, cfg.Validating), cfg.Log)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))
@@ -187,5 +196,45 @@ func (b *budget) bound(endpoint string, cfg Config, h http.Handler) http.Handler
 			cfg.Metrics.InFlight(-n)
 		}()
 		h.ServeHTTP(w, r)
+	})
+}
+
+// gate lets a few admissions be answered at once; the others wait for a turn, for a while.
+type gate struct {
+	turns chan struct{}
+	wait  time.Duration
+}
+
+func newGate(n int, wait time.Duration) *gate {
+	if n <= 0 {
+		n = 2 * runtime.GOMAXPROCS(0)
+	}
+	if wait <= 0 {
+		wait = time.Second
+	}
+	return &gate{turns: make(chan struct{}, n), wait: wait}
+}
+
+// handler answers a review of endpoint with h when a turn is free within the wait (the review is
+// read by then), and sheds it with HTTP 429 otherwise.
+func (g *gate) handler(endpoint string, cfg Config, h admission.Handler) admission.Handler {
+	return admission.HandlerFunc(func(ctx context.Context, req *admission.Request) *admission.Response {
+		select {
+		case g.turns <- struct{}{}:
+		default:
+			t := time.NewTimer(g.wait)
+			select {
+			case g.turns <- struct{}{}:
+				t.Stop()
+			case <-t.C:
+				cfg.Metrics.Shed(endpoint)
+				return admission.Errored(http.StatusTooManyRequests, fmt.Errorf("overloaded: %d admissions are being answered and this one waited %s for its turn; retry", cap(g.turns), g.wait))
+			case <-ctx.Done():
+				t.Stop()
+				return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("the client went away while the admission waited for its turn: %w", ctx.Err()))
+			}
+		}
+		defer func() { <-g.turns }()
+		return h.Handle(ctx, req)
 	})
 }
