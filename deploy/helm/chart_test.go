@@ -183,7 +183,7 @@ func TestDefaults(t *testing.T) {
 	if v, _ := env(c, "GOMEMLIMIT"); v != "460MiB" { // 90 % of 512Mi, whole MiB
 		t.Errorf("GOMEMLIMIT %q, want 460MiB", v)
 	}
-	for _, arg := range []string{"--manage-certs", "--cert-secret=rel-rego-injector-tls", "--webhook-configurations=rel-rego-injector", "--cert-service=rel-rego-injector"} {
+	for _, arg := range []string{"--manage-certs", "--cert-secret=rel-rego-injector-tls", "--webhook-configurations=rel-rego-injector", "--cert-service=rel-rego-injector", "--max-concurrent-admissions=0", "--max-queue-wait=1s"} {
 		if !slices.Contains(c.Args, arg) {
 			t.Errorf("args %v lack %s", c.Args, arg)
 		}
