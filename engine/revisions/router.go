@@ -35,30 +35,42 @@ func NewRouter(ctx context.Context, name string, module []byte) (*Router, error)
 	if err != nil {
 		return nil, fmt.Errorf("selection policy: %w", err)
 	}
+	// The label keys the policy reads, for key, evaluated once: each wrapped in a list, which is
+	// empty when the rule is undefined.
+	rs, err := rego.New(append(opts, rego.Query("switch := [k | k := data.revisions.switch_keys]; rev := [k | k := data.revisions.rev_keys]"))...).Eval(ctx)
+	if err == nil && len(rs) != 1 {
+		err = fmt.Errorf("%d results", len(rs))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("selection policy: read switch_keys and rev_keys: %w", err)
+	}
 	r := &Router{query: q}
-	for _, rk := range []struct {
-		rule string
-		keys *[]string
-	}{{"switch_keys", &r.switchKeys}, {"rev_keys", &r.revKeys}} {
-		rule, keys := rk.rule, rk.keys
-		rs, err := rego.New(append(opts, rego.Query("data.revisions."+rule))...).Eval(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("selection policy: %s: %w", rule, err)
+	into := map[string]*[]string{"switch": &r.switchKeys, "rev": &r.revKeys}
+	for _, rule := range []string{"switch", "rev"} {
+		wrapped, _ := rs[0].Bindings[rule].([]any)
+		if len(wrapped) == 0 {
+			return nil, fmt.Errorf("selection policy: %s_keys is undefined: it names the labels the policy reads", rule)
 		}
-		if len(rs) != 1 || len(rs[0].Expressions) != 1 {
-			return nil, fmt.Errorf("selection policy: %s is undefined: it names the labels the policy reads", rule)
-		}
-		list, ok := rs[0].Expressions[0].Value.([]any)
-		for _, k := range list {
-			s, isString := k.(string)
-			ok = ok && isString
-			*keys = append(*keys, s)
-		}
-		if !ok {
-			return nil, fmt.Errorf("selection policy: %s = %v: want a list of label keys", rule, rs[0].Expressions[0].Value)
+		if *into[rule], err = labelKeys(wrapped[0]); err != nil {
+			return nil, fmt.Errorf("selection policy: %s_keys = %v: %w", rule, wrapped[0], err)
 		}
 	}
 	return r, nil
+}
+
+// labelKeys reads a list of label keys.
+func labelKeys(v any) ([]string, error) {
+	list, ok := v.([]any)
+	if !ok {
+		return nil, errors.New("want a list of label keys")
+	}
+	keys := make([]string, len(list))
+	for i, k := range list {
+		if keys[i], ok = k.(string); !ok {
+			return nil, errors.New("want a list of label keys")
+		}
+	}
+	return keys, nil
 }
 
 // Input is what the selection policy reads.
